@@ -1,0 +1,33 @@
+# The two entry points: `make demo` runs the lab and shows two nodes talking by
+# name, `make test` runs every check. Both install what they need first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+.PHONY: deps build typecheck lint test test-unit test-lab demo clean
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	@npm run -s build
+
+typecheck: deps
+	@npm run -s typecheck
+
+lint: deps
+	@npm run -s lint
+
+test-unit: deps
+	@npm run -s test:unit
+
+test-lab: build
+	@npm run -s test:lab
+
+test: build typecheck lint
+	@scripts/run-tests.sh
+
+demo: build
+	@scripts/demo.sh
+
+clean:
+	rm -rf dist

@@ -1,0 +1,258 @@
+// Signaling messages between a node and the cloud (AS, NMS, TRS). They travel
+// as the plaintext of transport messages on a Noise session with the service,
+// so they are authenticated, encrypted and replay-protected by the session.
+//
+// Plaintext dispatch of every transport message, by its first byte:
+//   (empty)        keep-alive
+//   0x10..0x3f     a signaling message below
+//   0x45..0x4f     an IPv4 packet (version nibble 4)
+//   0x60..0x6f     an IPv6 packet (version nibble 6)
+//
+// Each message: type u8, then its fields in order (u32 big-endian, strings and
+// byte fields with a u16 length, endpoints as in endpoint.ts).
+import { Reader, Writer } from "./codec.js";
+import { KEY_BYTES } from "./crypto.js";
+import { Endpoint, bytesToIPv4, ipv4ToBytes, readEndpoint, readEndpoints, writeEndpoint, writeEndpoints } from "./endpoint.js";
+import { ProtocolError } from "./errors.js";
+
+export const SignalType = {
+  RedeemRequest: 0x10, // node -> AS: redeem a provisioning token for the handshake's static key
+  HelloRequest: 0x12, // node -> AS: fetch the configuration of an already provisioned key
+  Welcome: 0x11, // AS -> node: identity and service endpoints
+  Error: 0x1f, // any service -> node
+  Register: 0x20, // node -> NMS: report local endpoints
+  Registered: 0x21, // NMS -> node: observed endpoint and NAPT verdict
+  Keepalive: 0x22, // node -> NMS
+  KeepaliveAck: 0x23, // NMS -> node
+  RouteRequest: 0x24, // node -> NMS: route to a peer by FQDN or virtual IP
+  RouteResponse: 0x25, // NMS -> requesting node
+  RouteInstruction: 0x26, // NMS -> the other end, pushed
+  RouteInstructionAck: 0x27, // node -> NMS
+  RelayData: 0x30, // node <-> TRS: a tunnel datagram relayed on a route
+} as const;
+
+export const Path = { Direct: 1, Relay: 2 } as const;
+export type PathKind = (typeof Path)[keyof typeof Path];
+export const Role = { Initiate: 1, Await: 2 } as const;
+export type RoleKind = (typeof Role)[keyof typeof Role];
+
+export interface ServiceInfo {
+  endpoint: Endpoint;
+  staticKey: Buffer;
+}
+
+export interface RouteInfo {
+  routeId: number;
+  path: PathKind;
+  /** Whether this end sends the first handshake initiation. */
+  role: RoleKind;
+  /** Why NMS chose the path, for `cyphonic status`. */
+  reason: string;
+  peer: {
+    nodeId: number;
+    fqdn: string;
+    virtualIP: string;
+    staticKey: Buffer;
+    endpoints: Endpoint[];
+  };
+  relay: ServiceInfo | null;
+}
+
+export type Signal =
+  | { type: typeof SignalType.RedeemRequest; requestId: number; token: string }
+  | { type: typeof SignalType.HelloRequest; requestId: number }
+  | {
+      type: typeof SignalType.Welcome;
+      requestId: number;
+      nodeId: number;
+      fqdn: string;
+      virtualIP: string;
+      prefixLength: number;
+      overlayDomain: string;
+      nms: ServiceInfo;
+      trs: ServiceInfo;
+    }
+  | { type: typeof SignalType.Error; requestId: number; code: string; message: string }
+  | { type: typeof SignalType.Register; requestId: number; localEndpoints: Endpoint[] }
+  | { type: typeof SignalType.Registered; requestId: number; observed: Endpoint; napt: boolean; keepaliveIntervalMs: number }
+  | { type: typeof SignalType.Keepalive; seq: number }
+  | { type: typeof SignalType.KeepaliveAck; seq: number; observed: Endpoint }
+  | { type: typeof SignalType.RouteRequest; requestId: number; target: { fqdn: string } | { virtualIP: string } }
+  | { type: typeof SignalType.RouteResponse; requestId: number; route: RouteInfo }
+  | { type: typeof SignalType.RouteInstruction; instructionId: number; route: RouteInfo }
+  | { type: typeof SignalType.RouteInstructionAck; instructionId: number }
+  | { type: typeof SignalType.RelayData; routeId: number; datagram: Buffer };
+
+const TARGET_FQDN = 1;
+const TARGET_VIRTUAL_IP = 2;
+
+function writeService(w: Writer, s: ServiceInfo): void {
+  writeEndpoint(w, s.endpoint);
+  w.fixed(s.staticKey, KEY_BYTES);
+}
+
+function readService(r: Reader): ServiceInfo {
+  return { endpoint: readEndpoint(r), staticKey: r.fixed(KEY_BYTES, "service static key") };
+}
+
+function writeRoute(w: Writer, route: RouteInfo): void {
+  w.u32(route.routeId).u8(route.path).u8(route.role).string(route.reason);
+  w.u32(route.peer.nodeId).string(route.peer.fqdn).raw(ipv4ToBytes(route.peer.virtualIP));
+  w.fixed(route.peer.staticKey, KEY_BYTES);
+  writeEndpoints(w, route.peer.endpoints);
+  w.u8(route.relay ? 1 : 0);
+  if (route.relay) writeService(w, route.relay);
+}
+
+function readRoute(r: Reader): RouteInfo {
+  const routeId = r.u32("route id");
+  const path = r.u8("path");
+  if (path !== Path.Direct && path !== Path.Relay) throw new ProtocolError("bad_field", `path ${path}`);
+  const role = r.u8("role");
+  if (role !== Role.Initiate && role !== Role.Await) throw new ProtocolError("bad_field", `role ${role}`);
+  const reason = r.string("route reason");
+  const peer = {
+    nodeId: r.u32("peer node id"),
+    fqdn: r.string("peer fqdn"),
+    virtualIP: bytesToIPv4(r.fixed(4, "peer virtual IP")),
+    staticKey: r.fixed(KEY_BYTES, "peer static key"),
+    endpoints: readEndpoints(r),
+  };
+  const hasRelay = r.u8("relay flag");
+  if (hasRelay > 1) throw new ProtocolError("bad_field", `relay flag ${hasRelay}`);
+  const relay = hasRelay ? readService(r) : null;
+  if (path === Path.Relay && !relay) throw new ProtocolError("bad_field", "relay path without relay service");
+  return { routeId, path, role, reason, peer, relay };
+}
+
+export function encodeSignal(m: Signal): Buffer {
+  const w = new Writer().u8(m.type);
+  switch (m.type) {
+    case SignalType.RedeemRequest:
+      w.u32(m.requestId).string(m.token);
+      break;
+    case SignalType.HelloRequest:
+      w.u32(m.requestId);
+      break;
+    case SignalType.Welcome:
+      w.u32(m.requestId).u32(m.nodeId).string(m.fqdn).raw(ipv4ToBytes(m.virtualIP)).u8(m.prefixLength);
+      w.string(m.overlayDomain);
+      writeService(w, m.nms);
+      writeService(w, m.trs);
+      break;
+    case SignalType.Error:
+      w.u32(m.requestId).string(m.code).string(m.message);
+      break;
+    case SignalType.Register:
+      w.u32(m.requestId);
+      writeEndpoints(w, m.localEndpoints);
+      break;
+    case SignalType.Registered:
+      w.u32(m.requestId);
+      writeEndpoint(w, m.observed);
+      w.u8(m.napt ? 1 : 0).u32(m.keepaliveIntervalMs);
+      break;
+    case SignalType.Keepalive:
+      w.u32(m.seq);
+      break;
+    case SignalType.KeepaliveAck:
+      w.u32(m.seq);
+      writeEndpoint(w, m.observed);
+      break;
+    case SignalType.RouteRequest:
+      w.u32(m.requestId);
+      if ("fqdn" in m.target) w.u8(TARGET_FQDN).string(m.target.fqdn);
+      else w.u8(TARGET_VIRTUAL_IP).raw(ipv4ToBytes(m.target.virtualIP));
+      break;
+    case SignalType.RouteResponse:
+      w.u32(m.requestId);
+      writeRoute(w, m.route);
+      break;
+    case SignalType.RouteInstruction:
+      w.u32(m.instructionId);
+      writeRoute(w, m.route);
+      break;
+    case SignalType.RouteInstructionAck:
+      w.u32(m.instructionId);
+      break;
+    case SignalType.RelayData:
+      w.u32(m.routeId).raw(m.datagram);
+      break;
+  }
+  return w.finish();
+}
+
+/** Decodes one signaling message; throws ProtocolError on any malformed input, including trailing bytes. */
+export function decodeSignal(buf: Buffer): Signal {
+  const r = new Reader(buf);
+  const type = r.u8("signal type");
+  let m: Signal;
+  switch (type) {
+    case SignalType.RedeemRequest:
+      m = { type, requestId: r.u32(), token: r.string("token") };
+      break;
+    case SignalType.HelloRequest:
+      m = { type, requestId: r.u32() };
+      break;
+    case SignalType.Welcome: {
+      const requestId = r.u32();
+      const nodeId = r.u32();
+      const fqdn = r.string("fqdn");
+      const virtualIP = bytesToIPv4(r.fixed(4, "virtual IP"));
+      const prefixLength = r.u8("prefix length");
+      if (prefixLength < 8 || prefixLength > 30) throw new ProtocolError("bad_field", `prefix length ${prefixLength}`);
+      const overlayDomain = r.string("overlay domain");
+      m = { type, requestId, nodeId, fqdn, virtualIP, prefixLength, overlayDomain, nms: readService(r), trs: readService(r) };
+      break;
+    }
+    case SignalType.Error:
+      m = { type, requestId: r.u32(), code: r.string("error code"), message: r.string("error message") };
+      break;
+    case SignalType.Register:
+      m = { type, requestId: r.u32(), localEndpoints: readEndpoints(r) };
+      break;
+    case SignalType.Registered: {
+      const requestId = r.u32();
+      const observed = readEndpoint(r);
+      const napt = r.u8("napt flag");
+      if (napt > 1) throw new ProtocolError("bad_field", `napt flag ${napt}`);
+      m = { type, requestId, observed, napt: napt === 1, keepaliveIntervalMs: r.u32("keep-alive interval") };
+      break;
+    }
+    case SignalType.Keepalive:
+      m = { type, seq: r.u32() };
+      break;
+    case SignalType.KeepaliveAck:
+      m = { type, seq: r.u32(), observed: readEndpoint(r) };
+      break;
+    case SignalType.RouteRequest: {
+      const requestId = r.u32();
+      const kind = r.u8("route target kind");
+      if (kind === TARGET_FQDN) m = { type, requestId, target: { fqdn: r.string("target fqdn") } };
+      else if (kind === TARGET_VIRTUAL_IP) m = { type, requestId, target: { virtualIP: bytesToIPv4(r.fixed(4, "target IP")) } };
+      else throw new ProtocolError("bad_field", `route target kind ${kind}`);
+      break;
+    }
+    case SignalType.RouteResponse:
+      m = { type, requestId: r.u32(), route: readRoute(r) };
+      break;
+    case SignalType.RouteInstruction:
+      m = { type, instructionId: r.u32(), route: readRoute(r) };
+      break;
+    case SignalType.RouteInstructionAck:
+      m = { type, instructionId: r.u32() };
+      break;
+    case SignalType.RelayData:
+      m = { type, routeId: r.u32(), datagram: Buffer.from(r.rest()) };
+      break;
+    default:
+      throw new ProtocolError("bad_type", `signal type 0x${type.toString(16)}`);
+  }
+  r.end(`signal 0x${type.toString(16)}`);
+  return m;
+}
+
+/** True when a transport plaintext is a signaling message rather than an IP packet or keep-alive. */
+export function isSignal(plaintext: Buffer): boolean {
+  return plaintext.length > 0 && plaintext[0]! >= 0x10 && plaintext[0]! < 0x40;
+}

@@ -1,0 +1,310 @@
+// The session engine shared by nodes and cloud services: it runs handshakes,
+// keeps sessions per peer, encrypts outgoing plaintext and authenticates
+// incoming datagrams. It owns no socket: the owner feeds received datagrams
+// to receive() and gives it a function that sends, so tests can wire two
+// engines together in memory.
+import { KeyPair, randomBytes } from "../protocol/crypto.js";
+import {
+  KEEPALIVE_TIMEOUT_MS,
+  MAX_DATAGRAM_BYTES,
+  MessageType,
+  REKEY_ATTEMPT_TIME_MS,
+  REKEY_TIMEOUT_MS,
+} from "../protocol/constants.js";
+import { DropReason, ProtocolError } from "../protocol/errors.js";
+import { consumeInitiation, consumeResponse, createInitiation, peekResponseReceiver, respond } from "../protocol/handshake.js";
+import { decodeTransport, mac1Key, messageTypeOf } from "../protocol/messages.js";
+import { TransportSession } from "../protocol/session.js";
+import { Counters } from "../util/counters.js";
+import { Logger, RateLimitedLog } from "../util/log.js";
+import { PeerPath, Source, describePath, samePath } from "./path.js";
+import { Peer } from "./peer.js";
+
+export type SendDatagram = (datagram: Buffer, path: PeerPath) => void;
+
+export interface EndpointHooks<Tag> {
+  /**
+   * Decides whether to answer an initiation from remoteStatic. Returns the
+   * peer to bind the session to (existing or new), or a drop reason.
+   */
+  acceptInitiation(remoteStatic: Buffer, data: Buffer, source: Source): { peer: Peer<Tag>; responseData?: Buffer } | { reject: DropReason };
+  /** Receives every authenticated non-empty plaintext. */
+  onMessage(peer: Peer<Tag>, plaintext: Buffer, source: Source): void;
+  onSessionEstablished?(peer: Peer<Tag>): void;
+  onHandshakeFailed?(peer: Peer<Tag>): void;
+  /** Called when an authenticated datagram arrives from a path other than the peer's current one. */
+  onPathChanged?(peer: Peer<Tag>, from: PeerPath | null, to: Source): void;
+}
+
+interface IndexEntry<Tag> {
+  peer: Peer<Tag>;
+  session: TransportSession | null; // null while the index names a pending initiation
+}
+
+export class SecureEndpoint<Tag = unknown> {
+  readonly counters = new Counters();
+  readonly ownMac1Key: Buffer;
+  private readonly peers = new Map<string, Peer<Tag>>();
+  private readonly indexes = new Map<number, IndexEntry<Tag>>();
+  private readonly dropLog: RateLimitedLog;
+  private lastTimestampMs = 0n;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    readonly identity: KeyPair,
+    private readonly sendDatagram: SendDatagram,
+    private readonly hooks: EndpointHooks<Tag>,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.ownMac1Key = mac1Key(identity.publicKey);
+    this.dropLog = new RateLimitedLog(log);
+  }
+
+  /** Starts the timer that retransmits handshakes, rekeys, sends keep-alives and expires sessions. */
+  start(tickMs = 250): void {
+    this.timer = setInterval(() => this.tick(), tickMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  peer(publicKey: Buffer): Peer<Tag> | undefined {
+    return this.peers.get(publicKey.toString("hex"));
+  }
+
+  allPeers(): IterableIterator<Peer<Tag>> {
+    return this.peers.values();
+  }
+
+  addPeer(peer: Peer<Tag>): Peer<Tag> {
+    const existing = this.peers.get(peer.keyHex);
+    if (existing) return existing;
+    this.peers.set(peer.keyHex, peer);
+    return peer;
+  }
+
+  removePeer(peer: Peer<Tag>): void {
+    this.peers.delete(peer.keyHex);
+    for (const [index, entry] of this.indexes) if (entry.peer === peer) this.indexes.delete(index);
+  }
+
+  /** Sends plaintext (an IP packet or a signaling message); queues it and starts a handshake when no session is up. */
+  send(peer: Peer<Tag>, plaintext: Buffer): void {
+    const now = this.now();
+    const session = peer.current;
+    if (session && !session.isExpired(now) && peer.path) {
+      this.transmit(peer, session, plaintext, now);
+      if (session.needsRekey(now) && !peer.handshake) this.initiate(peer);
+      return;
+    }
+    if (!peer.enqueue(plaintext)) this.counters.add("drop.queue_full");
+    if (!peer.handshake) this.initiate(peer);
+  }
+
+  /** Sends an empty transport message, which keeps NAPT mappings and proves liveness. */
+  sendKeepalive(peer: Peer<Tag>): void {
+    const now = this.now();
+    if (peer.current && !peer.current.isExpired(now) && peer.path) this.transmit(peer, peer.current, Buffer.alloc(0), now);
+  }
+
+  /** Starts (or restarts) a handshake with the peer on its current path. */
+  initiate(peer: Peer<Tag>): void {
+    if (!peer.path) {
+      this.counters.add("drop.no_path");
+      return;
+    }
+    const now = this.now();
+    const startedMs = peer.handshake?.startedMs ?? now;
+    const attempts = (peer.handshake?.attempts ?? 0) + 1;
+    if (peer.handshake) this.indexes.delete(peer.handshake.pending.localIndex);
+    const localIndex = this.allocateIndex();
+    const pending = createInitiation(this.identity, peer.publicKey, localIndex, this.nextTimestamp(), peer.initiationData);
+    peer.handshake = { pending, startedMs, sentMs: now, attempts };
+    this.indexes.set(localIndex, { peer, session: null });
+    this.counters.add("handshake.initiations_sent");
+    this.sendDatagram(pending.datagram, peer.path);
+  }
+
+  /** Processes one received datagram; never throws. */
+  receive(datagram: Buffer, source: Source): void {
+    if (datagram.length > MAX_DATAGRAM_BYTES) return this.drop("oversized", source);
+    const type = messageTypeOf(datagram);
+    try {
+      switch (type) {
+        case MessageType.Transport:
+          return this.receiveTransport(datagram, source);
+        case MessageType.HandshakeInitiation:
+          return this.receiveInitiation(datagram, source);
+        case MessageType.HandshakeResponse:
+          return this.receiveResponse(datagram, source);
+        default:
+          return this.drop(datagram.length < 4 ? "short" : "bad_type", source);
+      }
+    } catch (err) {
+      if (err instanceof ProtocolError) return this.drop(err.reason, source, err.message);
+      // Anything else is a bug in this engine, but one datagram must not stop the process.
+      this.counters.add("drop.internal_error");
+      this.log.error({ err, source: describePath(source) }, "datagram handling failed");
+    }
+  }
+
+  private receiveTransport(datagram: Buffer, source: Source): void {
+    const frame = decodeTransport(datagram);
+    const entry = this.indexes.get(frame.receiverIndex);
+    if (!entry?.session) return this.drop("unknown_session", source);
+    const { peer, session } = entry;
+    const now = this.now();
+    const plaintext = session.decrypt(frame, now);
+    peer.bytesReceived += datagram.length;
+    this.counters.add("transport.received");
+
+    // First message under a new responder session confirms the key: make it current.
+    if (peer.current !== session && peer.previous !== session) this.install(peer, session);
+    if (!peer.path || !samePath(peer.path, source)) this.changePath(peer, source);
+    if (plaintext.length === 0) {
+      this.counters.add("transport.keepalives_received");
+      return;
+    }
+    this.hooks.onMessage(peer, plaintext, source);
+  }
+
+  private receiveInitiation(datagram: Buffer, source: Source): void {
+    const received = consumeInitiation(this.identity, this.ownMac1Key, datagram);
+    const decision = this.hooks.acceptInitiation(received.remoteStatic, received.data, source);
+    if ("reject" in decision) return this.drop(decision.reject, source, `initiation from ${shortKey(received.remoteStatic)}`);
+    const peer = decision.peer;
+    if (received.timestampMs <= peer.lastInitiationTimestampMs) return this.drop("stale_timestamp", source);
+    peer.lastInitiationTimestampMs = received.timestampMs;
+
+    const now = this.now();
+    const localIndex = this.allocateIndex();
+    const { datagram: response, session } = respond(received, localIndex, decision.responseData ?? Buffer.alloc(0), now);
+    this.indexes.set(localIndex, { peer, session });
+    this.counters.add("handshake.responses_sent");
+    if (!peer.path || !samePath(peer.path, source)) this.changePath(peer, source);
+    this.sendDatagram(response, peer.path!);
+    this.install(peer, session);
+  }
+
+  private receiveResponse(datagram: Buffer, source: Source): void {
+    const frame = peekResponseReceiver(datagram, this.ownMac1Key);
+    const entry = this.indexes.get(frame.receiverIndex);
+    const attempt = entry?.peer.handshake;
+    if (!entry || entry.session || !attempt || attempt.pending.localIndex !== frame.receiverIndex) {
+      return this.drop("unknown_session", source);
+    }
+    const { peer } = entry;
+    const { session } = consumeResponse(attempt.pending, frame, this.now());
+    entry.session = session;
+    peer.handshake = null;
+    this.counters.add("handshake.completed");
+    if (!peer.path || !samePath(peer.path, source)) this.changePath(peer, source);
+    this.install(peer, session);
+    // The initiator sends first, which confirms the key to the responder.
+    if (peer.queue.length === 0) this.sendKeepalive(peer);
+  }
+
+  /** Makes session the peer's current one and sends what waited for it. */
+  private install(peer: Peer<Tag>, session: TransportSession): void {
+    if (peer.previous && peer.previous !== session) this.indexes.delete(peer.previous.localIndex);
+    if (peer.current !== session) peer.previous = peer.current;
+    peer.current = session;
+    peer.lastHandshakeMs = this.now();
+    this.log.debug({ peer: shortKey(peer.publicKey), session: session.localIndex.toString(16) }, "session established");
+    this.hooks.onSessionEstablished?.(peer);
+    const now = this.now();
+    while (peer.queue.length && peer.path) this.transmit(peer, session, peer.queue.shift()!, now);
+  }
+
+  private transmit(peer: Peer<Tag>, session: TransportSession, plaintext: Buffer, now: number): void {
+    const datagram = session.encrypt(plaintext, now);
+    peer.bytesSent += datagram.length;
+    this.sendDatagram(datagram, peer.path!);
+  }
+
+  private changePath(peer: Peer<Tag>, source: Source): void {
+    const from = peer.path;
+    peer.path = source.kind === "direct" ? { kind: "direct", endpoint: { ...source.endpoint } } : { ...source };
+    if (from) this.counters.add("peer.path_changes");
+    this.hooks.onPathChanged?.(peer, from, source);
+  }
+
+  /** Retransmits, rekeys, keeps alive and expires; called by the timer. */
+  tick(): void {
+    const now = this.now();
+    for (const peer of this.peers.values()) {
+      this.tickHandshake(peer, now);
+      this.tickSessions(peer, now);
+    }
+  }
+
+  private tickHandshake(peer: Peer<Tag>, now: number): void {
+    const attempt = peer.handshake;
+    if (!attempt) return;
+    if (now - attempt.startedMs >= REKEY_ATTEMPT_TIME_MS) {
+      this.indexes.delete(attempt.pending.localIndex);
+      peer.handshake = null;
+      this.counters.add("handshake.failed");
+      this.counters.add("drop.queue_abandoned", peer.queue.length);
+      peer.queue.length = 0;
+      this.hooks.onHandshakeFailed?.(peer);
+      return;
+    }
+    // Back off 1, 2, 4 s, capped at 4 s, so a lost peer costs little.
+    const backoffMs = REKEY_TIMEOUT_MS * Math.min(4, 2 ** (attempt.attempts - 1));
+    if (now - attempt.sentMs >= backoffMs) this.initiate(peer);
+  }
+
+  private tickSessions(peer: Peer<Tag>, now: number): void {
+    if (peer.previous?.isExpired(now)) {
+      this.indexes.delete(peer.previous.localIndex);
+      peer.previous = null;
+    }
+    const session = peer.current;
+    if (!session) return;
+    if (session.isExpired(now)) {
+      this.indexes.delete(session.localIndex);
+      peer.current = null;
+      if (peer.initiates && !peer.handshake) this.initiate(peer);
+      return;
+    }
+    if (session.needsRekey(now) && !peer.handshake) {
+      this.initiate(peer);
+      return;
+    }
+    const idleSend = now - session.lastSentMs;
+    if (peer.persistentKeepaliveMs > 0 && idleSend >= peer.persistentKeepaliveMs) {
+      this.sendKeepalive(peer);
+    } else if (session.lastReceivedMs > session.lastSentMs && idleSend >= KEEPALIVE_TIMEOUT_MS) {
+      // Passive keep-alive: the peer sent data and heard nothing back for a while.
+      this.sendKeepalive(peer);
+    }
+  }
+
+  private allocateIndex(): number {
+    for (;;) {
+      const index = randomBytes(4).readUInt32BE(0);
+      if (index !== 0 && !this.indexes.has(index)) return index;
+    }
+  }
+
+  /** Initiation timestamps strictly increase within the process, whatever the wall clock does. */
+  private nextTimestamp(): bigint {
+    const now = BigInt(Date.now());
+    this.lastTimestampMs = now > this.lastTimestampMs ? now : this.lastTimestampMs + 1n;
+    return this.lastTimestampMs;
+  }
+
+  private drop(reason: DropReason, source: Source, detail?: string): void {
+    this.counters.add(`drop.${reason}`);
+    this.dropLog.warn(reason, { reason, source: describePath(source) }, detail ? `dropped datagram: ${detail}` : "dropped datagram");
+  }
+}
+
+export function shortKey(key: Buffer): string {
+  return key.subarray(0, 6).toString("base64url");
+}

@@ -1,14 +1,14 @@
 // IPv4 header parsing and the Internet checksum (RFC 791, RFC 1071).
 // Pure functions, so the tunnel data path can call them per packet.
 
-/** Fixed part of an IPv4 header; options follow when IHL > 5 (RFC 791 section 3.1). */
+/** Size of the fixed IPv4 header. Options follow it when IHL > 5 (RFC 791 section 3.1). */
 export const IPV4_MIN_HEADER_BYTES = 20;
 
 export const IP_PROTOCOL_ICMP = 1;
 export const IP_PROTOCOL_TCP = 6;
 export const IP_PROTOCOL_UDP = 17;
 
-/** Fields of an IPv4 header that the node reads; addresses are dotted-quad strings. */
+/** Fields of an IPv4 header that the node reads, with addresses as dotted-quad strings. */
 export interface IPv4Header {
   version: 4;
   headerLength: number;

@@ -1,0 +1,69 @@
+// The `cyphonic` program: one binary, a subcommand per role.
+import { ProvisioningError } from "../node/provision.js";
+import { TokenFileError } from "../node/token-file.js";
+import { logger } from "../util/log.js";
+import { ADMIN_USAGE, runAdmin } from "./admin-command.js";
+import { CLOUD_USAGE, runCloud } from "./cloud-command.js";
+import { UsageError } from "./common.js";
+import { NODE_USAGE, STATUS_USAGE, runNode, runStatus } from "./node-command.js";
+
+const USAGE = `usage: cyphonic COMMAND [options]
+
+commands:
+  cloud     run AS, NMS and TRS in one process
+  as|nms|trs  run one cloud service
+  admin     operator commands: nodes and provisioning tokens
+  node      run the node daemon
+  status    show a running node's tunnels and counters
+
+${CLOUD_USAGE}
+
+${ADMIN_USAGE}
+
+${NODE_USAGE}
+
+${STATUS_USAGE}
+`;
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case "cloud":
+    case "as":
+    case "nms":
+    case "trs":
+      return runCloud(command, rest);
+    case "admin":
+      return runAdmin(rest);
+    case "node":
+      return runNode(rest);
+    case "status":
+      return runStatus(rest);
+    case "help":
+    case "--help":
+    case "-h":
+    case undefined:
+      process.stdout.write(USAGE);
+      return;
+    default:
+      throw new UsageError(`unknown command "${command}"`, USAGE);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  () => process.exit(0),
+  (err: unknown) => {
+    if (err instanceof UsageError) {
+      process.stderr.write(`cyphonic: ${err.message}\n${err.usage ? `\n${err.usage}\n` : ""}`);
+      process.exit(2);
+    }
+    if (err instanceof TokenFileError || err instanceof ProvisioningError || (err instanceof Error && "code" in err && typeof err.code === "string" && err.name !== "Error")) {
+      process.stderr.write(`cyphonic: ${(err as Error).message}\n`);
+      logger("main").error({ err }, "fatal error");
+      process.exit(2);
+    }
+    logger("main").fatal({ err }, "fatal error");
+    process.stderr.write(`cyphonic: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,57 @@
+// `cyphonic node`: the node daemon, and `cyphonic status` that asks it.
+import { parseArgs } from "node:util";
+import { parseEndpoint } from "../protocol/endpoint.js";
+import { controlRequest } from "../node/control.js";
+import { NodeDaemon } from "../node/daemon.js";
+import { NodeStatus, formatStatus } from "../node/status.js";
+import { logger } from "../util/log.js";
+import { UsageError, intOption, waitForSignal } from "./common.js";
+
+const DEFAULT_CONTROL_SOCKET = "/run/cyphonic/node.sock";
+
+export const NODE_USAGE = `cyphonic node --state DIR [options]
+  --state DIR              identity and keys (created 0700)
+  --token-file FILE        provisioning token, needed on first start only; deleted once used
+  --port N                 UDP port for signaling and tunnels (default 7000, 0 = any)
+  --tun NAME               TUN interface name (default cyph0)
+  --control PATH           control socket (default ${DEFAULT_CONTROL_SOCKET})
+  --dns-listen ADDR:PORT   resolver address, repeatable (default: the virtual IP, port 53)
+  --dns-upstream ADDR:PORT resolver for non-overlay names (default: none, answered REFUSED)`;
+
+export const STATUS_USAGE = `cyphonic status [--control PATH] [--json]`;
+
+export async function runNode(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      state: { type: "string" },
+      "token-file": { type: "string" },
+      port: { type: "string" },
+      tun: { type: "string" },
+      control: { type: "string" },
+      "dns-listen": { type: "string", multiple: true },
+      "dns-upstream": { type: "string" },
+    },
+    strict: true,
+  });
+  if (!values.state) throw new UsageError("--state DIR is required", NODE_USAGE);
+  const daemon = new NodeDaemon({
+    stateDir: values.state,
+    tokenFile: values["token-file"] ?? null,
+    port: intOption(values.port, 7000, "--port"),
+    tunName: values.tun ?? "cyph0",
+    controlSocket: values.control ?? DEFAULT_CONTROL_SOCKET,
+    dnsListen: values["dns-listen"]?.map(parseEndpoint) ?? "virtual-ip",
+    dnsUpstream: values["dns-upstream"] ? parseEndpoint(values["dns-upstream"]) : null,
+  });
+  await daemon.start();
+  const signal = await waitForSignal();
+  logger("node").info({ signal }, "stopping");
+  await daemon.stop();
+}
+
+export async function runStatus(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { control: { type: "string" }, json: { type: "boolean" } }, strict: true });
+  const status = (await controlRequest(values.control ?? DEFAULT_CONTROL_SOCKET, { command: "status" })) as NodeStatus;
+  process.stdout.write((values.json ? JSON.stringify(status, null, 2) : formatStatus(status)) + "\n");
+}

@@ -1,0 +1,29 @@
+// Configuration of the cloud services, from command-line flags, validated.
+import net from "node:net";
+import { z } from "zod";
+
+export const DEFAULT_PORTS = { as: 7400, nms: 7401, trs: 7402 } as const;
+export const DEFAULT_OVERLAY_DOMAIN = "cyphonic.internal";
+export const DEFAULT_POOL = "100.64.0.0/16";
+
+export const cloudConfigSchema = z.object({
+  stateDir: z.string().min(1, "state directory is required (--state DIR)"),
+  /** Address nodes use to reach the services; sent to nodes in their configuration. */
+  advertise: z.string().refine((a) => net.isIP(a) !== 0, "advertise address must be an IPv4 or IPv6 address (--advertise ADDR)"),
+  /** Address to bind; defaults to all addresses. */
+  bind: z.string().refine((a) => net.isIP(a) !== 0, "bind address must be an IP address").optional(),
+  ports: z.object({
+    as: z.number().int().min(1).max(65535),
+    nms: z.number().int().min(1).max(65535),
+    trs: z.number().int().min(1).max(65535),
+  }),
+  overlayDomain: z.string().regex(/^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "overlay domain must be lower-case DNS labels"),
+  pool: z.string().regex(/^\d+\.\d+\.\d+\.\d+\/\d+$/, "pool must be an IPv4 CIDR such as 100.64.0.0/16"),
+  keepaliveIntervalMs: z.number().int().min(1000).max(60_000),
+});
+
+export type CloudConfig = z.infer<typeof cloudConfigSchema>;
+
+export function databasePath(stateDir: string): string {
+  return `${stateDir}/cloud.db`;
+}

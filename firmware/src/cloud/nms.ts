@@ -1,0 +1,228 @@
+// The Node Management Service: the location registry (where each node can be
+// reached and whether a NAPT sits in front of it), keep-alives, and route
+// selection between two nodes with instructions pushed to both ends.
+import { KeyPair } from "../protocol/crypto.js";
+import { Endpoint, formatEndpoint, sameEndpoint } from "../protocol/endpoint.js";
+import { Role, RouteInfo, ServiceInfo, Signal, SignalType } from "../protocol/signaling.js";
+import { Peer } from "../transport/peer.js";
+import { Source } from "../transport/path.js";
+import { SignalChannel } from "../transport/signal-channel.js";
+import { logger } from "../util/log.js";
+import { NodeLocation, selectRoute } from "./route-selection.js";
+import { CloudStore, LocationRecord, NodeRecord } from "./store/index.js";
+
+const log = logger("nms");
+
+/** A node not heard from for this many keep-alive intervals counts as offline. */
+const OFFLINE_AFTER_INTERVALS = 3;
+/** Route instructions are resent until acknowledged, this often and this many times. */
+const INSTRUCTION_RETRY_MS = 1_000;
+const INSTRUCTION_ATTEMPTS = 10;
+
+interface NodeTag {
+  nodeId: number;
+}
+
+interface PendingInstruction {
+  nodeId: number;
+  signal: Extract<Signal, { type: typeof SignalType.RouteInstruction }>;
+  attempts: number;
+}
+
+export interface NmsOptions {
+  store: CloudStore;
+  identity: KeyPair;
+  trs: ServiceInfo;
+  keepaliveIntervalMs: number;
+}
+
+export class NodeManagementService {
+  readonly channel: SignalChannel<NodeTag>;
+  private readonly pending = new Map<number, PendingInstruction>();
+  private nextInstructionId = 1;
+  private readonly retryTimer: NodeJS.Timeout;
+
+  constructor(private readonly opts: NmsOptions) {
+    this.channel = new SignalChannel<NodeTag>(
+      opts.identity,
+      {
+        acceptInitiation: (key) => {
+          const node = opts.store.getNodeByPublicKey(key);
+          if (!node) return { reject: "unknown_peer" };
+          const existing = this.channel.engine.peer(key);
+          return { peer: existing ?? this.channel.engine.addPeer(new Peer<NodeTag>(key, null, { nodeId: node.id }, false)) };
+        },
+        onSignal: (peer, signal, source) => this.handle(peer, signal, source),
+        onSessionEstablished: (peer) => this.flushInstructions(peer.tag.nodeId),
+        onPathChanged: (peer, _from, to) => this.onMoved(peer, to),
+      },
+      log,
+    );
+    this.retryTimer = setInterval(() => this.retryInstructions(), INSTRUCTION_RETRY_MS);
+    this.retryTimer.unref();
+  }
+
+  async listen(port: number, address?: string): Promise<number> {
+    const bound = await this.channel.listen(port, address);
+    log.info({ port: bound, key: this.opts.identity.publicKey.toString("base64") }, "NMS listening");
+    return bound;
+  }
+
+  close(): void {
+    clearInterval(this.retryTimer);
+    this.channel.close();
+  }
+
+  private handle(peer: Peer<NodeTag>, signal: Signal, source: Source): void {
+    const counters = this.channel.engine.counters;
+    switch (signal.type) {
+      case SignalType.Register:
+        return this.register(peer, signal.requestId, signal.localEndpoints, source);
+      case SignalType.Keepalive:
+        return this.keepalive(peer, signal.seq, source);
+      case SignalType.RouteRequest:
+        return this.routeRequest(peer, signal.requestId, signal.target);
+      case SignalType.RouteInstructionAck:
+        if (this.pending.get(signal.instructionId)?.nodeId === peer.tag.nodeId) this.pending.delete(signal.instructionId);
+        return;
+      default:
+        counters.add("drop.unexpected_signal");
+    }
+  }
+
+  private register(peer: Peer<NodeTag>, requestId: number, localEndpoints: Endpoint[], source: Source): void {
+    if (source.kind !== "direct") return;
+    const location = this.opts.store.registerLocation(peer.tag.nodeId, {
+      localAddresses: localEndpoints.map(formatEndpoint),
+      observedAddress: source.endpoint.address,
+      observedPort: source.endpoint.port,
+    });
+    log.info(
+      { node: peer.tag.nodeId, endpoint: formatEndpoint(source.endpoint), napt: location.napt, local: location.localAddresses },
+      "node registered",
+    );
+    this.channel.signal(peer, {
+      type: SignalType.Registered,
+      requestId,
+      observed: source.endpoint,
+      napt: location.napt,
+      keepaliveIntervalMs: this.opts.keepaliveIntervalMs,
+    });
+  }
+
+  private keepalive(peer: Peer<NodeTag>, seq: number, source: Source): void {
+    if (source.kind !== "direct") return;
+    this.opts.store.touchLocation(peer.tag.nodeId);
+    this.channel.signal(peer, { type: SignalType.KeepaliveAck, seq, observed: source.endpoint });
+  }
+
+  /** An authenticated datagram from a new address: the node moved or its NAPT mapping changed. */
+  private onMoved(peer: Peer<NodeTag>, to: Source): void {
+    if (to.kind !== "direct") return;
+    const old = this.opts.store.getLocation(peer.tag.nodeId);
+    if (!old || sameEndpoint({ address: old.observedAddress, port: old.observedPort }, to.endpoint)) return;
+    const location = this.opts.store.registerLocation(peer.tag.nodeId, {
+      localAddresses: old.localAddresses,
+      observedAddress: to.endpoint.address,
+      observedPort: to.endpoint.port,
+    });
+    log.info({ node: peer.tag.nodeId, endpoint: formatEndpoint(to.endpoint), napt: location.napt }, "node endpoint changed");
+  }
+
+  private routeRequest(peer: Peer<NodeTag>, requestId: number, target: { fqdn: string } | { virtualIP: string }): void {
+    const store = this.opts.store;
+    const fail = (code: string, message: string) => {
+      this.channel.engine.counters.add(`route.${code}`);
+      this.channel.signal(peer, { type: SignalType.Error, requestId, code, message });
+    };
+    const requester = store.getNodeById(peer.tag.nodeId);
+    const node = "fqdn" in target ? store.getNodeByFqdn(target.fqdn) : store.getNodeByVirtualIp(target.virtualIP);
+    const targetText = "fqdn" in target ? target.fqdn : target.virtualIP;
+    if (!requester) return fail("not_found", "requesting node no longer exists");
+    if (!node || !node.publicKey) return fail("not_found", `no provisioned node ${targetText}`);
+    if (node.id === requester.id) return fail("self", `${targetText} is the requesting node`);
+
+    const requesterLocation = this.locate(requester);
+    const peerLocation = this.locate(node);
+    if (!requesterLocation) return fail("not_registered", "register before requesting routes");
+    if (!peerLocation) return fail("offline", `${node.fqdn} is offline`);
+
+    const started = process.hrtime.bigint();
+    const decision = selectRoute(requesterLocation, peerLocation);
+    const route = this.opts.store.routeFor(requester.id, node.id);
+    const relay = decision.path === 2 ? this.opts.trs : null;
+    const forRequester: RouteInfo = {
+      routeId: route.routeId,
+      path: decision.path,
+      role: decision.requesterRole,
+      reason: decision.reason,
+      peer: peerInfo(node, decision.peerEndpointsForRequester),
+      relay,
+    };
+    const forPeer: RouteInfo = {
+      ...forRequester,
+      role: decision.requesterRole === Role.Initiate ? Role.Await : Role.Initiate,
+      peer: peerInfo(requester, decision.requesterEndpointsForPeer),
+    };
+    // The peer learns first, so it accepts the requester's handshake when it arrives.
+    this.instruct(node.id, forPeer);
+    this.channel.signal(peer, { type: SignalType.RouteResponse, requestId, route: forRequester });
+    this.channel.engine.counters.add("route.selected");
+    log.info(
+      { node: requester.id, peer: node.id, route: route.routeId, path: decision.path === 1 ? "direct" : "relay", reason: decision.reason, selectUs: Number(process.hrtime.bigint() - started) / 1000 },
+      "route selected",
+    );
+  }
+
+  private locate(node: NodeRecord): NodeLocation | null {
+    const loc: LocationRecord | undefined = this.opts.store.getLocation(node.id);
+    if (!loc) return null;
+    if (Date.now() - loc.lastSeen > OFFLINE_AFTER_INTERVALS * this.opts.keepaliveIntervalMs) return null;
+    return {
+      nodeId: node.id,
+      localAddresses: loc.localAddresses,
+      observed: { address: loc.observedAddress, port: loc.observedPort },
+      family: loc.family,
+      napt: loc.napt,
+    };
+  }
+
+  private instruct(nodeId: number, route: RouteInfo): void {
+    const instructionId = this.nextInstructionId++;
+    const pending: PendingInstruction = { nodeId, signal: { type: SignalType.RouteInstruction, instructionId, route }, attempts: 0 };
+    this.pending.set(instructionId, pending);
+    this.sendInstruction(pending);
+  }
+
+  private sendInstruction(p: PendingInstruction): void {
+    const peer = this.peerOf(p.nodeId);
+    if (!peer?.current) return; // sent when the node's session comes up
+    p.attempts++;
+    this.channel.signal(peer, p.signal);
+  }
+
+  private flushInstructions(nodeId: number): void {
+    for (const p of this.pending.values()) if (p.nodeId === nodeId) this.sendInstruction(p);
+  }
+
+  private retryInstructions(): void {
+    for (const [id, p] of this.pending) {
+      if (p.attempts >= INSTRUCTION_ATTEMPTS) {
+        this.pending.delete(id);
+        this.channel.engine.counters.add("route.instruction_unacknowledged");
+        log.warn({ node: p.nodeId, route: p.signal.route.routeId }, "route instruction not acknowledged");
+        continue;
+      }
+      this.sendInstruction(p);
+    }
+  }
+
+  private peerOf(nodeId: number): Peer<NodeTag> | undefined {
+    for (const peer of this.channel.engine.allPeers()) if (peer.tag.nodeId === nodeId) return peer;
+    return undefined;
+  }
+}
+
+function peerInfo(node: NodeRecord, endpoints: Endpoint[]): RouteInfo["peer"] {
+  return { nodeId: node.id, fqdn: node.fqdn, virtualIP: node.virtualIp, staticKey: node.publicKey!, endpoints };
+}

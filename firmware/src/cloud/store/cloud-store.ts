@@ -1,0 +1,219 @@
+// The persistent state of the AS and the NMS: nodes, provisioning tokens,
+// virtual addresses and locations, in one SQLite database.
+import type Database from "better-sqlite3";
+import { logger } from "../../util/log.js";
+import { openDatabase } from "./db.js";
+import { StoreError } from "./errors.js";
+import { parseIpv4 } from "./ipv4.js";
+import { type LocationRecord, LocationRegistry, type LocationReport } from "./locations.js";
+import { type NodeKind, type NodeRecord, NodeTable } from "./nodes.js";
+import { AddressPool, type PoolConfig } from "./pool.js";
+import { type RouteRecord, RouteTable } from "./routes.js";
+import { type IssuedToken, TokenStore } from "./tokens.js";
+import { decodePublicKey, normalizeMac, normalizeOverlayDomain, validateNodeName } from "./validate.js";
+
+const log = logger("store");
+
+export interface CloudStoreConfig {
+  /** Domain appended to node names to form FQDNs, such as "overlay.example". */
+  overlayDomain: string;
+  pool: PoolConfig;
+  /** Interval in ms between writes of buffered keep-alive times. Defaults to 5000. */
+  keepAliveFlushMs?: number;
+}
+
+export interface GeneralNodeOptions {
+  adapterId: number;
+  mac: string;
+}
+
+const DEFAULT_KEEP_ALIVE_FLUSH_MS = 5_000;
+
+export class CloudStore {
+  readonly overlayDomain: string;
+  private readonly db: Database.Database;
+  private readonly nodes: NodeTable;
+  private readonly pool: AddressPool;
+  private readonly tokens: TokenStore;
+  private readonly locations: LocationRegistry;
+  private readonly routes: RouteTable;
+  private readonly createNodeTransaction: Database.Transaction<
+    (name: string, kind: NodeKind, general: GeneralNodeOptions | undefined, now: number) => NodeRecord
+  >;
+  private readonly flushTimer: NodeJS.Timeout;
+
+  /** Opens the database at `path`, creating it and its directory when missing. */
+  constructor(path: string, config: CloudStoreConfig) {
+    this.overlayDomain = normalizeOverlayDomain(config.overlayDomain);
+    this.db = openDatabase(path);
+    try {
+      this.nodes = new NodeTable(this.db, this.overlayDomain);
+      this.pool = new AddressPool(this.db, config.pool);
+      this.tokens = new TokenStore(this.db, this.nodes);
+      this.locations = new LocationRegistry(this.db);
+      this.routes = new RouteTable(this.db);
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
+    this.createNodeTransaction = this.db.transaction(this.createNodeInTransaction.bind(this));
+
+    const flushMs = config.keepAliveFlushMs ?? DEFAULT_KEEP_ALIVE_FLUSH_MS;
+    this.flushTimer = setInterval(() => this.flushKeepAlivesLogged(), flushMs);
+    this.flushTimer.unref();
+  }
+
+  /**
+   * Creates a node with the lowest free virtual address. A "general" node
+   * needs `general` (prefer addGeneralNode), and other kinds must not have it.
+   * Raises "invalid_name", "name_in_use", "pool_exhausted" and, for general
+   * nodes, "invalid_mac", "mac_in_use", "node_not_found" or "not_an_adapter".
+   */
+  createNode(name: string, kind: NodeKind, general?: GeneralNodeOptions, now = Date.now()): NodeRecord {
+    validateNodeName(name);
+    if ((kind === "general") !== (general !== undefined)) {
+      throw new StoreError(
+        "invalid_argument",
+        `Node "${name}" has kind ${kind}. Kind general requires an adapter id and a MAC address, and other kinds must not have them.`,
+      );
+    }
+    const normalized = general && { adapterId: general.adapterId, mac: normalizeMac(general.mac) };
+    return this.createNodeTransaction.immediate(name, kind, normalized, now);
+  }
+
+  /** Creates a general node, a non-CYPHONIC device with MAC `mac` behind adapter `adapterId`. */
+  addGeneralNode(adapterId: number, mac: string, name: string, now = Date.now()): NodeRecord {
+    return this.createNode(name, "general", { adapterId, mac }, now);
+  }
+
+  /** Returns every node in ascending id order. */
+  listNodes(): NodeRecord[] {
+    return this.nodes.list();
+  }
+
+  /**
+   * Deletes a node with its tokens and location, which frees its virtual
+   * address. Deleting an adapter also deletes its general nodes. Raises "node_not_found".
+   */
+  deleteNode(id: number): void {
+    const node = this.nodes.getById(id);
+    if (!node || !this.nodes.delete(id)) throw new StoreError("node_not_found", `Node ${id} does not exist.`);
+    log.info({ node: id, fqdn: node.fqdn, virtualIP: node.virtualIp }, "deleted node");
+  }
+
+  getNodeById(id: number): NodeRecord | undefined {
+    return this.nodes.getById(id);
+  }
+
+  /** Looks a node up by its 32-byte public key, raw or base64. Returns undefined for a malformed key. */
+  getNodeByPublicKey(publicKey: Uint8Array | string): NodeRecord | undefined {
+    const key = decodePublicKey(publicKey);
+    return key && this.nodes.getByPublicKey(key);
+  }
+
+  /** Looks a node up by FQDN, ignoring case and one trailing dot. */
+  getNodeByFqdn(fqdn: string): NodeRecord | undefined {
+    const suffix = `.${this.overlayDomain}`;
+    const lower = fqdn.toLowerCase().replace(/\.$/, "");
+    if (!lower.endsWith(suffix)) return undefined;
+    const name = lower.slice(0, -suffix.length);
+    return name.includes(".") ? undefined : this.nodes.getByName(name);
+  }
+
+  /** Looks a node up by its virtual IPv4 address in dotted-quad form. */
+  getNodeByVirtualIp(address: string): NodeRecord | undefined {
+    const value = parseIpv4(address);
+    return value === undefined ? undefined : this.nodes.getByVirtualIp(value);
+  }
+
+  /** Creates a one-time provisioning token for node `nodeId`, accepted for `ttlMs` ms. */
+  createToken(nodeId: number, ttlMs: number, now = Date.now()): IssuedToken {
+    return this.tokens.issue(nodeId, ttlMs, now);
+  }
+
+  /** See TokenStore.redeem for the rules and error codes. */
+  redeemToken(secret: string, publicKey: Uint8Array | string, now = Date.now()): NodeRecord {
+    return this.tokens.redeem(secret, publicKey, now);
+  }
+
+  /** Writes the location that node `nodeId` registered with the NMS. */
+  registerLocation(nodeId: number, report: LocationReport, now = Date.now()): LocationRecord {
+    return this.locations.register(nodeId, report, now);
+  }
+
+  /** Records a keep-alive from node `nodeId`. It is written within keepAliveFlushMs. */
+  touchLocation(nodeId: number, now = Date.now()): void {
+    this.locations.touch(nodeId, now);
+  }
+
+  getLocation(nodeId: number): LocationRecord | undefined {
+    return this.locations.get(nodeId);
+  }
+
+  /** The route between two nodes, created with a random id on first use. */
+  routeFor(nodeX: number, nodeY: number, now = Date.now()): RouteRecord {
+    return this.routes.routeFor(nodeX, nodeY, now);
+  }
+
+  getRoute(routeId: number): RouteRecord | undefined {
+    return this.routes.get(routeId);
+  }
+
+  /** Writes buffered keep-alive times now. Raises on a database error. */
+  flushKeepAlives(): void {
+    this.locations.flush();
+  }
+
+  /** Writes buffered keep-alive times and closes the database. */
+  close(): void {
+    clearInterval(this.flushTimer);
+    try {
+      this.locations.flush();
+    } finally {
+      this.db.close();
+    }
+  }
+
+  private createNodeInTransaction(
+    name: string,
+    kind: NodeKind,
+    general: GeneralNodeOptions | undefined,
+    now: number,
+  ): NodeRecord {
+    if (this.nodes.getByName(name)) throw new StoreError("name_in_use", `Node name "${name}" is already in use.`);
+    if (general) this.checkGeneralNode(general);
+
+    const virtualIp = this.pool.allocate();
+    const id = this.nodes.insert({
+      name,
+      kind,
+      virtualIp,
+      adapterId: general?.adapterId ?? null,
+      mac: general?.mac ?? null,
+      createdAt: now,
+    });
+    const node = this.nodes.getById(id) as NodeRecord;
+    log.info({ node: id, fqdn: node.fqdn, virtualIP: node.virtualIp, kind }, "created node");
+    return node;
+  }
+
+  private checkGeneralNode({ adapterId, mac }: GeneralNodeOptions): void {
+    const adapter = this.nodes.getById(adapterId);
+    if (!adapter) throw new StoreError("node_not_found", `Adapter ${adapterId} does not exist.`);
+    if (adapter.kind !== "adapter") {
+      throw new StoreError("not_an_adapter", `Node ${adapterId} is of kind ${adapter.kind}, not adapter.`);
+    }
+    if (this.nodes.getByAdapterMac(adapterId, mac)) {
+      throw new StoreError("mac_in_use", `Adapter ${adapterId} already has a general node with MAC ${mac}.`);
+    }
+  }
+
+  // The timer has no caller to raise to, so it logs and keeps the entries for the next flush.
+  private flushKeepAlivesLogged(): void {
+    try {
+      this.locations.flush();
+    } catch (err) {
+      log.error({ err }, "failed to write keep-alive times, retrying at the next flush");
+    }
+  }
+}

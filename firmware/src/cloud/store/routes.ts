@@ -1,0 +1,55 @@
+// Persistent route ids, so an NMS and a TRS in separate processes agree on
+// which two nodes a route joins, and a restarted cloud keeps the ids that
+// nodes already use.
+import { randomInt } from "node:crypto";
+import type Database from "better-sqlite3";
+
+export interface RouteRecord {
+  routeId: number;
+  nodeA: number;
+  nodeB: number;
+  createdAt: number;
+}
+
+interface RouteRow {
+  route_id: number;
+  node_a: number;
+  node_b: number;
+  created_at: number;
+}
+
+const toRecord = (r: RouteRow): RouteRecord => ({ routeId: r.route_id, nodeA: r.node_a, nodeB: r.node_b, createdAt: r.created_at });
+
+export class RouteTable {
+  private readonly byId: Database.Statement<[number], RouteRow>;
+  private readonly byPair: Database.Statement<[number, number], RouteRow>;
+  private readonly insert: Database.Statement<[number, number, number, number], void>;
+  private readonly create: Database.Transaction<(a: number, b: number, now: number) => RouteRecord>;
+
+  constructor(db: Database.Database) {
+    this.byId = db.prepare("SELECT * FROM routes WHERE route_id = ?");
+    this.byPair = db.prepare("SELECT * FROM routes WHERE node_a = ? AND node_b = ?");
+    this.insert = db.prepare("INSERT OR IGNORE INTO routes (route_id, node_a, node_b, created_at) VALUES (?, ?, ?, ?)");
+    this.create = db.transaction((a: number, b: number, now: number) => {
+      const existing = this.byPair.get(a, b);
+      if (existing) return toRecord(existing);
+      for (;;) {
+        // Random ids: a node cannot guess the route of another pair.
+        const id = randomInt(1, 2 ** 32);
+        if (this.byId.get(id)) continue;
+        this.insert.run(id, a, b, now);
+        return toRecord(this.byId.get(id)!);
+      }
+    });
+  }
+
+  /** The pair's route, created on first use; the order of the two ids does not matter. */
+  routeFor(nodeX: number, nodeY: number, now = Date.now()): RouteRecord {
+    return this.create.immediate(Math.min(nodeX, nodeY), Math.max(nodeX, nodeY), now);
+  }
+
+  get(routeId: number): RouteRecord | undefined {
+    const row = this.byId.get(routeId);
+    return row && toRecord(row);
+  }
+}

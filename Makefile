@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-.PHONY: deps build typecheck lint test test-unit test-lab demo clean
+.PHONY: deps build typecheck lint test demo clean
 
 deps:
 	@scripts/install-deps.sh
@@ -16,12 +16,6 @@ typecheck: deps
 
 lint: deps
 	@npm run -s lint
-
-test-unit: deps
-	@npm run -s test:unit
-
-test-lab: build
-	@npm run -s test:lab
 
 test: build typecheck lint
 	@scripts/run-tests.sh

@@ -1,7 +1,19 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import dnsPacket from "dns-packet";
-import { dig, digFlags, encodeQuery, hasFlag, optOf, questionBytes, rcodeOf, startTestServer, TcpDnsClient, frame, udpExchange } from "./dns-support.js";
+import {
+  dig,
+  digFlags,
+  encodeQuery,
+  frame,
+  hasFlag,
+  optOf,
+  questionBytes,
+  rcodeOf,
+  startTestServer,
+  TcpDnsClient,
+  udpExchange,
+} from "./dns-support.js";
 import type { TestServer } from "./dns-support.js";
 
 // Wire size 252 bytes: three 63-byte labels, one 40-byte label and the zone.
@@ -37,7 +49,8 @@ test("no OPT in query gives none back", async () => {
 });
 
 test("DO bit is copied", async () => {
-  const withDo = await udpExchange(t.port, encodeQuery({ name: "peer.cyphonic.internal", udpPayloadSize: 1232, dnssecOk: true }));
+  const query = encodeQuery({ name: "peer.cyphonic.internal", udpPayloadSize: 1232, dnssecOk: true });
+  const withDo = await udpExchange(t.port, query);
   assert.ok(withDo);
   assert.equal(optOf(dnsPacket.decode(withDo))?.flag_do, true);
   const withoutDo = await udpExchange(t.port, encodeQuery({ name: "peer.cyphonic.internal", udpPayloadSize: 1232 }));
@@ -71,7 +84,8 @@ test("EDNS0 size below 512 counts as 512", async () => {
   // The NXDOMAIN with SOA for this name is between 100 and 512 bytes.
   const small = await udpExchange(t.port, encodeQuery({ name: LONG_MISSING, udpPayloadSize: 100 }));
   assert.ok(small);
-  assert.ok(small.length > 100 && small.length <= 512, `response is ${small.length} bytes`);
+  assert.ok(small.length > 100, `response is ${small.length} bytes`);
+  assert.ok(small.length <= 512, `response is ${small.length} bytes`);
   assert.equal(hasFlag(small, dnsPacket.TRUNCATED_RESPONSE), false);
   assert.equal(rcodeOf(small), 3);
 
@@ -100,7 +114,8 @@ test("dig retries a truncated answer over TCP", async () => {
 });
 
 test("EDNS version 1 gets BADVERS", async () => {
-  const response = await udpExchange(t.port, encodeQuery({ name: "peer.cyphonic.internal", udpPayloadSize: 1232, ednsVersion: 1 }));
+  const query = encodeQuery({ name: "peer.cyphonic.internal", udpPayloadSize: 1232, ednsVersion: 1 });
+  const response = await udpExchange(t.port, query);
   assert.ok(response);
   const opt = optOf(dnsPacket.decode(response));
   assert.ok(opt);

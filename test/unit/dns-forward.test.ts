@@ -86,7 +86,8 @@ test("evil suffix is forwarded, not looked up", async () => {
     const output = await dig(t.port, ["peer.cyphonic.internal.evil.example", "+short"]);
     assert.equal(output.trim(), UPSTREAM_ANSWER_IPV4);
     assert.equal(t.calls.length, 0);
-    assert.equal(dnsPacket.decode(upstream.received[0]?.raw ?? Buffer.alloc(0)).questions?.[0]?.name, "peer.cyphonic.internal.evil.example");
+    const forwarded = dnsPacket.decode(upstream.received[0]?.raw ?? Buffer.alloc(0));
+    assert.equal(forwarded.questions?.[0]?.name, "peer.cyphonic.internal.evil.example");
   });
 });
 
@@ -110,7 +111,8 @@ test("silent upstream times out with SERVFAIL", async () => {
       assert.equal(response.readUInt16BE(0), 77);
       assert.equal(rcodeOf(response), 2);
       assert.equal(hasFlag(response, dnsPacket.RECURSION_AVAILABLE), true);
-      assert.ok(elapsedMs >= 250 && elapsedMs < 2_000, `SERVFAIL after ${elapsedMs} ms, expected about 300 ms`);
+      assert.ok(elapsedMs >= 250, `SERVFAIL after ${elapsedMs} ms, expected about 300 ms`);
+      assert.ok(elapsedMs < 2_000, `SERVFAIL after ${elapsedMs} ms, expected about 300 ms`);
       assert.equal(t.server.counters.get("dns.forward_timeout"), 1);
     },
     300,

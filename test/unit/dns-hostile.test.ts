@@ -4,11 +4,18 @@ import { randomBytes, randomInt } from "node:crypto";
 import dgram from "node:dgram";
 import { performance } from "node:perf_hooks";
 import dnsPacket from "dns-packet";
-import { Counters } from "../../firmware/src/util/counters.js";
-import { logger, RateLimitedLog } from "../../firmware/src/util/log.js";
-import { OverlayZone } from "../../firmware/src/node/dns/overlay-zone.js";
-import { QueryHandler } from "../../firmware/src/node/dns/query-handler.js";
-import { encodeQuery, firstAnswerData, hasFlag, LOOPBACK, PEER_IPV4, rcodeOf, startTestServer, udpExchange, waitFor } from "./dns-support.js";
+import {
+  encodeQuery,
+  firstAnswerData,
+  hasFlag,
+  LOOPBACK,
+  PEER_IPV4,
+  rcodeOf,
+  standaloneQueryHandler,
+  startTestServer,
+  udpExchange,
+  waitFor,
+} from "./dns-support.js";
 import type { TestServer } from "./dns-support.js";
 
 let t: TestServer;
@@ -78,18 +85,7 @@ test("huge counts are dropped and counted", async () => {
 });
 
 test("huge-count drop path cost", async () => {
-  const counters = new Counters();
-  const log = logger("dns-test");
-  const handler = new QueryHandler({
-    zone: new OverlayZone("cyphonic.internal"),
-    lookup: async () => ({ kind: "nxdomain" }),
-    forwarder: null,
-    queryTimeoutMs: 1_000,
-    maxQueryBytes: 4096,
-    counters,
-    log,
-    warnings: new RateLimitedLog(log),
-  });
+  const { handler, counters } = standaloneQueryHandler();
   const source = { address: LOOPBACK, port: 5353, transport: "udp" as const };
   const packet = hugeCountsHeader();
   const iterations = 20_000;
@@ -99,7 +95,9 @@ test("huge-count drop path cost", async () => {
   const micros = ((performance.now() - started) * 1000) / iterations;
 
   assert.equal(counters.get("dns.drop.implausible_counts"), iterations);
-  console.log(`huge-count drop through QueryHandler.handle: ${micros.toFixed(2)} us/packet (decode guard, counter, rate-limited log)`);
+  console.log(
+    `huge-count drop through QueryHandler.handle: ${micros.toFixed(2)} us/packet (decode guard, counter, rate-limited log)`,
+  );
   // Loose bound, so a slow CI machine does not fail. The measured value is in the log line.
   assert.ok(micros < 200, `drop path took ${micros} us per packet`);
 });
@@ -110,7 +108,9 @@ test("UDP queries beyond in-flight cap are dropped", async () => {
     const socket = dgram.createSocket("udp4");
     const responses: Buffer[] = [];
     socket.on("message", (message) => responses.push(message));
-    for (let i = 0; i < 5; i++) socket.send(encodeQuery({ name: `slow${i}.cyphonic.internal`, id: i }), capped.port, LOOPBACK);
+    for (let i = 0; i < 5; i++) {
+      socket.send(encodeQuery({ name: `slow${i}.cyphonic.internal`, id: i }), capped.port, LOOPBACK);
+    }
     // The two admitted queries time out after 300 ms with SERVFAIL.
     await waitFor(() => responses.length >= 2, 2_000, "two SERVFAIL responses");
     socket.close();
@@ -183,7 +183,7 @@ test("truncated packets get no answer", async () => {
   const newReplies = replies.slice(before);
   for (const reply of newReplies) {
     const rcode = rcodeOf(reply);
-    // Prefixes that cut the OPT record leave a valid header: those get FORMERR, never an answer.
+    // Prefixes that cut the OPT record still carry a valid header, so they get FORMERR and never an A record.
     assert.equal(rcode, 1, `unexpected RCODE ${rcode}`);
   }
   assert.ok(newReplies.length > 0, "some prefixes carry a whole question and should get FORMERR");
@@ -203,7 +203,9 @@ test("query-shaped random datagrams keep it up", async () => {
   const messages: Buffer[] = [];
   for (let i = 0; i < 3_000; i++) {
     const body = i % 2 === 0 ? randomBytes(randomInt(5, 300)) : Buffer.from(valid.subarray(12));
-    if (i % 2 === 1) for (let flips = randomInt(1, 6); flips > 0; flips--) body[randomInt(0, body.length)] = randomInt(0, 256);
+    if (i % 2 === 1) {
+      for (let flips = randomInt(1, 6); flips > 0; flips--) body[randomInt(0, body.length)] = randomInt(0, 256);
+    }
     const header = Buffer.alloc(12);
     header.writeUInt16BE(i, 0);
     header.writeUInt16BE(0x0100, 2);

@@ -16,7 +16,7 @@ function hugeCountsHeader(): Buffer {
   return header;
 }
 
-/** A query with an EDNS cookie option, whose last bytes dns-packet reads past. */
+/** Builds a query with an EDNS cookie option, whose last bytes dns-packet reads past when cut. */
 function queryWithCookie(): Buffer {
   return dnsPacket.encode({
     type: "query",
@@ -160,7 +160,12 @@ test("decodeQuery rejects every truncation", () => {
 
 test("decodeQuery rejects bad OPT records", () => {
   const opt = { type: "OPT", name: ".", udpPayloadSize: 1232, options: [] } as unknown as dnsPacket.Answer;
-  const twoOpts = dnsPacket.encode({ type: "query", id: 1, questions: [{ name: "a.example", type: "A" }], additionals: [opt, opt] });
+  const twoOpts = dnsPacket.encode({
+    type: "query",
+    id: 1,
+    questions: [{ name: "a.example", type: "A" }],
+    additionals: [opt, opt],
+  });
   const twoResult = decodeQuery(twoOpts, MAX_QUERY_BYTES);
   assert.equal(twoResult.kind, "error");
   if (twoResult.kind === "error") assert.equal(twoResult.reason, "opt_count");

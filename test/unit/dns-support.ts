@@ -7,7 +7,11 @@ import net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import dnsPacket from "dns-packet";
 import type { Answer, DecodedPacket, RecordClass, RecordType } from "dns-packet";
+import { Counters } from "../../firmware/src/util/counters.js";
+import { logger, RateLimitedLog } from "../../firmware/src/util/log.js";
 import { DnsServer } from "../../firmware/src/node/dns/index.js";
+import { OverlayZone } from "../../firmware/src/node/dns/overlay-zone.js";
+import { QueryHandler } from "../../firmware/src/node/dns/query-handler.js";
 import type { DnsQueryContext, DnsServerOptions, OverlayLookup } from "../../firmware/src/node/dns/index.js";
 
 export const OVERLAY_DOMAIN = "cyphonic.internal";
@@ -60,6 +64,23 @@ export async function startTestServer(overrides: Partial<DnsServerOptions> = {})
   const port = server.listening[0]?.port;
   if (port === undefined) throw new Error("DNS server started without a listen address");
   return { server, port, calls };
+}
+
+/** Builds a QueryHandler without sockets, with the scripted lookup and no upstream. */
+export function standaloneQueryHandler(): { handler: QueryHandler; counters: Counters } {
+  const counters = new Counters();
+  const log = logger("dns-test");
+  const handler = new QueryHandler({
+    zone: new OverlayZone(OVERLAY_DOMAIN),
+    lookup: scriptedLookup().lookup,
+    forwarder: null,
+    queryTimeoutMs: 1_000,
+    maxQueryBytes: 4096,
+    counters,
+    log,
+    warnings: new RateLimitedLog(log),
+  });
+  return { handler, counters };
 }
 
 export interface QuerySpec {

@@ -1,12 +1,31 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
+import type net from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DnsServer } from "../../firmware/src/node/dns/index.js";
 import type { OverlayLookup } from "../../firmware/src/node/dns/index.js";
-import { encodeQuery, firstAnswerData, frame, LOOPBACK, PEER_IPV4, questionBytes, startTestServer, TcpDnsClient } from "./dns-support.js";
+import { DEFAULT_DNS_LIMITS } from "../../firmware/src/node/dns/limits.js";
+import { TcpConnection } from "../../firmware/src/node/dns/tcp-connection.js";
+import { RateLimitedLog, logger } from "../../firmware/src/util/log.js";
+import {
+  encodeQuery,
+  firstAnswerData,
+  frame,
+  LOOPBACK,
+  PEER_IPV4,
+  questionBytes,
+  standaloneQueryHandler,
+  startTestServer,
+  TcpDnsClient,
+  waitFor,
+} from "./dns-support.js";
 import type { TestServer } from "./dns-support.js";
 
-async function withServer(run: (t: TestServer) => Promise<void>, overrides: Parameters<typeof startTestServer>[0] = {}): Promise<void> {
+async function withServer(
+  run: (t: TestServer) => Promise<void>,
+  overrides: Parameters<typeof startTestServer>[0] = {},
+): Promise<void> {
   const t = await startTestServer(overrides);
   try {
     await run(t);
@@ -132,7 +151,9 @@ test("TCP connection count is capped", async () => {
 test("TCP half-close still gets answers", async () => {
   await withServer(async (t) => {
     const client = await TcpDnsClient.connect(t.port);
-    client.socket.end(Buffer.concat([frame(encodeQuery({ name: "peer.cyphonic.internal", id: 41 })), frame(encodeQuery({ name: "web.cyphonic.internal", id: 42 }))]));
+    const first = frame(encodeQuery({ name: "peer.cyphonic.internal", id: 41 }));
+    const second = frame(encodeQuery({ name: "web.cyphonic.internal", id: 42 }));
+    client.socket.end(Buffer.concat([first, second]));
     await client.waitForClose();
     assert.deepEqual(idsOf(client.messages), [41, 42]);
   });
@@ -167,7 +188,9 @@ test("TCP pipelining respects per-connection limit", async () => {
   });
   try {
     const client = await TcpDnsClient.connect(server.listening[0]?.port ?? 0);
-    const queries = Array.from({ length: 12 }, (_, i) => frame(encodeQuery({ name: `host${i}.cyphonic.internal`, id: 100 + i })));
+    const queries = Array.from({ length: 12 }, (_, i) =>
+      frame(encodeQuery({ name: `host${i}.cyphonic.internal`, id: 100 + i })),
+    );
     await client.write(Buffer.concat(queries));
     const messages = await client.waitForMessages(12);
     assert.deepEqual(idsOf(messages), Array.from({ length: 12 }, (_, i) => 100 + i));
@@ -176,6 +199,52 @@ test("TCP pipelining respects per-connection limit", async () => {
   } finally {
     await server.close();
   }
+});
+
+/**
+ * Socket stand-in whose kernel buffer never drains: every write stays queued
+ * in writableLength, as with a client that stopped reading.
+ */
+class UnreadSocket extends EventEmitter {
+  remoteAddress = LOOPBACK;
+  remotePort = 40000;
+  writableLength = 0;
+  writableEnded = false;
+  destroyed = false;
+
+  setNoDelay(): void {}
+  setTimeout(): void {}
+  pause(): void {}
+  resume(): void {}
+  end(): void {
+    this.writableEnded = true;
+  }
+
+  write(bytes: Buffer): boolean {
+    this.writableLength += bytes.length;
+    return false;
+  }
+
+  destroy(): void {
+    this.destroyed = true;
+    this.emit("close");
+  }
+}
+
+test("TCP write backlog closes connection", async () => {
+  const { handler, counters } = standaloneQueryHandler();
+  const socket = new UnreadSocket();
+  const limits = { ...DEFAULT_DNS_LIMITS, maxTcpWriteBacklogBytes: 300 };
+  const warnings = new RateLimitedLog(logger("dns-test"));
+  new TcpConnection(socket as unknown as net.Socket, { handler, limits, counters, warnings }, () => {});
+
+  const queries = Array.from({ length: 10 }, (_, i) => frame(encodeQuery({ name: "peer.cyphonic.internal", id: i })));
+  socket.emit("data", Buffer.concat(queries));
+  await waitFor(() => socket.destroyed, 2_000, "connection close");
+
+  assert.equal(counters.get("dns.drop.tcp_write_backlog"), 1);
+  // Each framed response is 2 + 78 bytes, so the fourth one crosses the 300-byte limit and no fifth is written.
+  assert.equal(socket.writableLength, 4 * 80);
 });
 
 test("close ends open TCP connections", async () => {

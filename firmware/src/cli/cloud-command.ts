@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { DEFAULT_PORTS, cloudConfigSchema } from "../cloud/config.js";
 import { ServiceSelection, startCloud } from "../cloud/cloud.js";
 import { loadSettings } from "../cloud/settings.js";
+import { ControlServer } from "../util/control-socket.js";
 import { logger } from "../util/log.js";
 import { UsageError, intOption, waitForSignal } from "./common.js";
 
@@ -15,7 +16,8 @@ export const CLOUD_USAGE = `cyphonic cloud|as|nms|trs --state DIR --advertise AD
   --trs-port N           TRS UDP port (default ${DEFAULT_PORTS.trs})
   --domain NAME          overlay domain, fixed at first start (default cyphonic.internal)
   --pool CIDR            virtual IPv4 pool, fixed at first start (default 100.64.0.0/16)
-  --keepalive-ms N       keep-alive interval nodes are told to use (default 5000)`;
+  --keepalive-ms N       keep-alive interval nodes are told to use (default 5000)
+  --control PATH         control socket for status (default /run/cyphonic/cloud.sock)`;
 
 export async function runCloud(command: string, argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -30,6 +32,7 @@ export async function runCloud(command: string, argv: string[]): Promise<void> {
       domain: { type: "string" },
       pool: { type: "string" },
       "keepalive-ms": { type: "string" },
+      control: { type: "string" },
     },
     strict: true,
   });
@@ -55,7 +58,10 @@ export async function runCloud(command: string, argv: string[]): Promise<void> {
   const which: ServiceSelection =
     command === "cloud" ? { as: true, nms: true, trs: true } : { as: command === "as", nms: command === "nms", trs: command === "trs" };
   const cloud = await startCloud(parsed.data, which);
+  const log = logger("cloud");
+  const control = await ControlServer.start(values.control ?? "/run/cyphonic/cloud.sock", () => ({ services: cloud.status() }), log);
   const signal = await waitForSignal();
-  logger("cloud").info({ signal }, "stopping");
+  log.info({ signal }, "stopping");
+  await control.close();
   cloud.close();
 }

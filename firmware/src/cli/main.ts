@@ -57,7 +57,12 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`cyphonic: ${err.message}\n${err.usage ? `\n${err.usage}\n` : ""}`);
       process.exit(2);
     }
-    if (err instanceof TokenFileError || err instanceof ProvisioningError || (err instanceof Error && "code" in err && typeof err.code === "string" && err.name !== "Error")) {
+    // node:util parseArgs rejects unknown or malformed flags with these codes.
+    if (err instanceof TypeError && String((err as NodeJS.ErrnoException).code).startsWith("ERR_PARSE_ARGS")) {
+      process.stderr.write(`cyphonic: ${err.message}; see "cyphonic help"\n`);
+      process.exit(2);
+    }
+    if (err instanceof TokenFileError || err instanceof ProvisioningError) {
       process.stderr.write(`cyphonic: ${(err as Error).message}\n`);
       logger("main").error({ err }, "fatal error");
       process.exit(2);

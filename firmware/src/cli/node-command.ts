@@ -1,7 +1,7 @@
 // `cyphonic node`: the node daemon, and `cyphonic status` that asks it.
 import { parseArgs } from "node:util";
 import { parseEndpoint } from "../protocol/endpoint.js";
-import { controlRequest } from "../node/control.js";
+import { controlRequest } from "../util/control-socket.js";
 import { NodeDaemon } from "../node/daemon.js";
 import { NodeStatus, formatStatus } from "../node/status.js";
 import { logger } from "../util/log.js";

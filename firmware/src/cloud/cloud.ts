@@ -18,6 +18,8 @@ export interface RunningCloud {
   as?: AuthenticationService;
   nms?: NodeManagementService;
   trs?: TunnelRelayService;
+  /** Counters of each running service, for the control socket. */
+  status(): Record<string, Record<string, number>>;
   close(): void;
 }
 
@@ -36,6 +38,13 @@ export async function startCloud(config: CloudConfig, which: ServiceSelection): 
   const trsInfo = info(config.ports.trs, keys.trs.publicKey);
   const running: RunningCloud = {
     store,
+    status() {
+      const out: Record<string, Record<string, number>> = {};
+      if (running.as) out.as = running.as.channel.engine.counters.snapshot();
+      if (running.nms) out.nms = running.nms.channel.engine.counters.snapshot();
+      if (running.trs) out.trs = running.trs.channel.engine.counters.snapshot();
+      return out;
+    },
     close() {
       running.as?.close();
       running.nms?.close();

@@ -10,7 +10,7 @@ import { Peer } from "../transport/peer.js";
 import { SignalChannel } from "../transport/signal-channel.js";
 import { Counters } from "../util/counters.js";
 import { Logger, RateLimitedLog, logger } from "../util/log.js";
-import { ControlServer } from "./control.js";
+import { ControlServer } from "../util/control-socket.js";
 import { DnsServer } from "./dns/index.js";
 import { NodeIdentity, loadIdentity, loadOrCreateKey } from "./identity.js";
 import { NmsLink } from "./nms-link.js";

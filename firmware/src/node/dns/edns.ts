@@ -22,7 +22,7 @@ export function responseLimitBytes(transport: Transport, edns: EdnsRequest | nul
 
 /**
  * Builds the response OPT record. It advertises this server's own receive
- * limit (RFC 6891 section 6.2.5), carries the upper 8 bits of an extended
+ * limit (RFC 6891 section 6.2), carries the upper 8 bits of an extended
  * RCODE, and copies the DO bit (RFC 3225 section 3).
  */
 export function responseOpt(edns: EdnsRequest, rcode: number): OptAnswer {

@@ -7,7 +7,7 @@ export const DEFAULT_DNS_LIMITS: DnsServerLimits = {
   // Real queries stay under 600 bytes even with EDNS cookies and TSIG.
   maxQueryBytes: 4096,
   maxTcpConnections: 128,
-  // RFC 7766 section 6.2.3 asks for an idle timeout of at least a few seconds.
+  // RFC 7766 section 6.2.3 recommends a server idle timeout on the order of seconds.
   tcpIdleTimeoutMs: 10_000,
   maxTcpBufferedBytes: 16 * 1024,
   maxTcpQueriesPerConnection: 16,
@@ -19,7 +19,7 @@ export const MAX_UDP_RESPONSE_BYTES = 1232;
 
 /**
  * UDP response limit without EDNS0 (RFC 1035 section 4.2.1), and the floor
- * for a client's EDNS0 size (RFC 6891 section 6.2.5).
+ * for a client's EDNS0 size (RFC 6891 section 6.2.3).
  */
 export const MIN_UDP_RESPONSE_BYTES = 512;
 

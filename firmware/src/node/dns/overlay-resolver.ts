@@ -69,7 +69,7 @@ export async function resolveOverlayQuestion(
   }
 
   // Other types of an existing name are NODATA (RFC 2308 section 2.2). ANY
-  // gets the A record only, which RFC 8482 section 4 allows.
+  // gets the A record only, which RFC 8482 section 4.1 allows.
   if (qtype !== QTYPE_A && qtype !== QTYPE_ANY) return negative(Rcode.NOERROR, "nodata");
 
   const ttl = Math.min(Math.max(Math.floor(result.ttlSeconds), 0), MAX_TTL_SECONDS);

@@ -36,7 +36,7 @@ export function decodeQuery(message: Buffer, maxQueryBytes: number): QueryDecode
   if (message.length > maxQueryBytes) return { kind: "drop", reason: "query_too_large" };
 
   const header = readHeader(message);
-  // Answering a response could start a loop between two servers.
+  // Responding to a response could start a loop between two servers.
   if (header.isResponse) return { kind: "drop", reason: "response" };
   if (!countsFitLength(header, message.length)) return { kind: "drop", reason: "implausible_counts" };
   if (header.opcode !== OPCODE_QUERY) return { kind: "error", reason: "opcode", rcode: Rcode.NOTIMP, header };

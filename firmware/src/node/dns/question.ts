@@ -62,7 +62,7 @@ export function parseQuestion(message: Buffer): QuestionParseResult {
 
 /**
  * Returns the label lower-cased when it is a host name label (letters, digits,
- * '-', '_'), else null. Case folding is ASCII only (RFC 4343 section 3).
+ * '-', '_'), else null. Case folding is ASCII only (RFC 4343).
  */
 export function hostLabelText(label: Buffer): string | null {
   if (label.length === 0) return null;

@@ -1,6 +1,6 @@
 // Response encoding with dns-packet. The question section is the query's own
 // bytes, because dns-packet would re-encode the name from text and could
-// change it (RFC 1035 section 7.3 has clients match the returned question).
+// change it, and clients compare the returned question with their own.
 import dnsPacket from "dns-packet";
 import type { Answer } from "dns-packet";
 import { HEADER_BYTES } from "./header.js";

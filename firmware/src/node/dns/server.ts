@@ -5,7 +5,7 @@ import { logger, RateLimitedLog } from "../../util/log.js";
 import { Forwarder } from "./forwarder.js";
 import { DEFAULT_DNS_LIMITS, DEFAULT_QUERY_TIMEOUT_MS } from "./limits.js";
 import { OverlayZone } from "./overlay-zone.js";
-import { QueryHandler } from "./query-handler.js";
+import { endpointOf, QueryHandler } from "./query-handler.js";
 import type { TcpConnectionDeps } from "./tcp-connection.js";
 import { TcpListener } from "./tcp-listener.js";
 import { UdpListener } from "./udp-listener.js";
@@ -42,16 +42,22 @@ export class DnsServer {
       throw new Error(`invalid queryTimeoutMs ${queryTimeoutMs}: expected a positive number of milliseconds`);
     }
 
+    const upstream = opts.upstream ?? null;
+    // Forwarding to itself would pass each query around until the in-flight cap is reached.
+    if (upstream && opts.listen.some((listen) => listen.address === upstream.address && listen.port === upstream.port)) {
+      throw new Error(`upstream ${endpointOf(upstream)} is a listen address of this DNS server: set another resolver`);
+    }
+
     const zone = new OverlayZone(opts.overlayDomain);
     const limits: DnsServerLimits = { ...DEFAULT_DNS_LIMITS, ...opts.limits };
     const counters = new Counters();
     const log = logger("dns");
     const warnings = new RateLimitedLog(log);
-    const forwarder = opts.upstream
-      ? new Forwarder(opts.upstream, queryTimeoutMs, (reason) => {
+    const forwarder = upstream
+      ? new Forwarder(upstream, queryTimeoutMs, (reason) => {
           counters.add(`dns.drop.upstream_mismatch_${reason}`);
           const message = "response from the upstream resolver does not match the query, ignored";
-          warnings.warn(`upstream_mismatch:${reason}`, { reason }, message);
+          warnings.warn(`upstream_mismatch:${reason}`, { reason, endpoint: endpointOf(upstream) }, message);
         })
       : null;
     const handler = new QueryHandler({
@@ -73,7 +79,7 @@ export class DnsServer {
       throw err;
     }
     log.info(
-      { listen: server.listening, overlayDomain: zone.domain, upstream: opts.upstream ?? null, queryTimeoutMs },
+      { listen: server.listening, overlayDomain: zone.domain, upstream, queryTimeoutMs },
       "DNS server started",
     );
     return server;

@@ -33,7 +33,7 @@ export class TcpConnection {
     socket.setTimeout(deps.limits.tcpIdleTimeoutMs);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("end", () => {
-      // The client half-closed after its last query. Answer what is pending, then close.
+      // The client half-closed after its last query. Send the pending responses, then close.
       this.readEnded = true;
       this.endIfDone();
     });

@@ -39,7 +39,7 @@ export class TcpFramer {
     return true;
   }
 
-  /** Removes and returns the next whole message, if the buffer holds one. */
+  /** Removes and returns the next whole message, if the buffer contains one. */
   next(): FramerOutput {
     if (this.pending.length < LENGTH_PREFIX_BYTES) return { kind: "incomplete" };
 

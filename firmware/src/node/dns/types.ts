@@ -14,8 +14,8 @@ export type OverlayLookupResult =
 /**
  * Resolves one overlay name. `fqdn` is lower-cased, has no trailing dot and
  * contains only letters, digits, '-' and '_'. The server calls it for every
- * query type, because a non-A query still needs to know whether the name
- * exists (NODATA versus NXDOMAIN).
+ * query type of a name below the apex, because a non-A query still needs to
+ * know whether the name exists (NODATA versus NXDOMAIN).
  */
 export type OverlayLookup = (fqdn: string, ctx: DnsQueryContext) => Promise<OverlayLookupResult>;
 
@@ -51,7 +51,7 @@ export interface DnsServerOptions {
   /** Overlay zone apex, for example "cyphonic.internal". Case and a trailing dot are ignored. */
   overlayDomain: string;
   lookup: OverlayLookup;
-  /** Resolver that receives every query outside the overlay zone. null or absent answers those with REFUSED. */
+  /** Resolver that receives every query outside the overlay zone. With null or absent, those queries get REFUSED. */
   upstream?: { address: string; port: number } | null;
   /** Time allowed for one lookup or one upstream exchange before the client receives SERVFAIL. */
   queryTimeoutMs?: number;

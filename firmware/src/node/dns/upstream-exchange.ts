@@ -27,7 +27,7 @@ export interface ExchangeRequest {
   onMismatch: (reason: string) => void;
 }
 
-/** Returns why `response` does not answer the query, or null when it does (RFC 5452 section 4.3). */
+/** Returns why `response` does not match the query (length, QR, ID, QDCOUNT, question), or null when it does. */
 export function responseMismatch(response: Buffer, query: Buffer, questionBytes: Buffer): string | null {
   if (response.length < HEADER_BYTES + questionBytes.length) return "short";
   const header = readHeader(response);

@@ -4,7 +4,7 @@
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { Logger } from "../util/log.js";
+import { Logger } from "./log.js";
 
 /** Longest request line accepted, in bytes. */
 const MAX_REQUEST_BYTES = 4096;

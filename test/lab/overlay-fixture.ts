@@ -1,0 +1,118 @@
+// Starts the cloud and two nodes in a lab the way an operator would, with the
+// built program (dist/cyphonic.cjs): create the nodes, issue tokens, start
+// each node with its token file, and wait until both registered.
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { Lab, LabHost, LabProcess } from "./harness.js";
+
+export const CYPHONIC = path.resolve("dist/cyphonic.cjs");
+export const DOMAIN = "cyphonic.internal";
+
+export interface NodeStatusJson {
+  node: { id: number; fqdn: string; virtualIP: string } | null;
+  nms: { registered: boolean; observed: string | null; napt: boolean | null; registrations: number } | null;
+  tunnels: { fqdn: string; virtualIP: string; path: string; endpoint: string | null; session: boolean; bytesSent: number; bytesReceived: number; reason: string }[];
+  counters: Record<string, number>;
+}
+
+export interface OverlayNode {
+  host: LabHost;
+  name: string;
+  fqdn: string;
+  virtualIP: string;
+  stateDir: string;
+  control: string;
+  process: LabProcess;
+}
+
+export class Overlay {
+  cloud!: LabProcess;
+  readonly nodes = new Map<string, OverlayNode>();
+  readonly dir: string;
+
+  constructor(readonly lab: Lab) {
+    this.dir = fs.mkdtempSync(path.join(os.tmpdir(), `${lab.prefix}-overlay-`));
+  }
+
+  get cloudState(): string {
+    return path.join(this.dir, "cloud");
+  }
+
+  get cloudControl(): string {
+    return path.join(this.dir, "cloud.sock");
+  }
+
+  async startCloud(): Promise<void> {
+    this.cloud = this.lab.spawn("cloud", ["node", CYPHONIC, "cloud", "--state", this.cloudState, "--advertise", this.lab.addr.cloud, "--control", this.cloudControl], {
+      logFile: path.join(this.dir, "cloud.log"),
+    });
+    await this.cloud.waitForLine(/"cloud started"/, 10_000);
+  }
+
+  async admin(...args: string[]): Promise<string> {
+    const r = await this.lab.exec("cloud", ["node", CYPHONIC, "admin", "--state", this.cloudState, ...args], { timeoutMs: 15_000 });
+    if (r.code !== 0) throw new Error(`cyphonic admin ${args.join(" ")} failed (${r.code}): ${r.stderr}`);
+    return r.stdout;
+  }
+
+  /** Creates the node in the cloud, issues its token and starts its daemon in the lab host. */
+  async addNode(host: LabHost, name: string): Promise<OverlayNode> {
+    const line = (await this.admin("node", "add", name)).trim();
+    const [, fqdn, virtualIP] = line.split("\t");
+    const tokenFile = path.join(this.dir, `${name}.token`);
+    await this.admin("token", "create", name, "--as-endpoint", `${this.lab.addr.cloud}:7400`, "--out", tokenFile);
+    const node: OverlayNode = {
+      host,
+      name,
+      fqdn: fqdn!,
+      virtualIP: virtualIP!,
+      stateDir: path.join(this.dir, name),
+      control: path.join(this.dir, `${name}.sock`),
+      process: undefined as unknown as LabProcess,
+    };
+    node.process = this.spawnNode(node, tokenFile);
+    this.nodes.set(name, node);
+    await node.process.waitForLine(/"registered with NMS"/, 15_000);
+    return node;
+  }
+
+  spawnNode(node: OverlayNode, tokenFile?: string): LabProcess {
+    const args = ["node", CYPHONIC, "node", "--state", node.stateDir, "--control", node.control];
+    if (tokenFile) args.push("--token-file", tokenFile);
+    return this.lab.spawn(node.host, args, { logFile: path.join(this.dir, `${node.name}.log`) });
+  }
+
+  node(name: string): OverlayNode {
+    const n = this.nodes.get(name);
+    if (!n) throw new Error(`no node ${name} in this overlay`);
+    return n;
+  }
+
+  async status(name: string): Promise<NodeStatusJson> {
+    const r = await this.lab.exec(this.node(name).host, ["node", CYPHONIC, "status", "--json", "--control", this.node(name).control]);
+    if (r.code !== 0) throw new Error(`cyphonic status failed: ${r.stderr}`);
+    return JSON.parse(r.stdout) as NodeStatusJson;
+  }
+
+  async cloudStatus(): Promise<{ services: Record<string, Record<string, number>> }> {
+    const r = await this.lab.exec("cloud", ["node", "-e", `
+      const net = require("net"); const c = net.createConnection(${JSON.stringify(this.cloudControl)});
+      c.on("connect", () => c.write(JSON.stringify({ command: "status" }) + "\\n"));
+      let b = ""; c.on("data", (d) => { b += d; if (b.includes("\\n")) { process.stdout.write(b); c.end(); } });`]);
+    if (r.code !== 0) throw new Error(`cloud status failed: ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  }
+
+  /** Makes `name` resolve through the node's own resolver inside its namespace (ip netns exec bind-mounts this file). */
+  useNodeResolver(name: string): void {
+    const node = this.node(name);
+    const dir = `/etc/netns/${this.lab.ns[node.host]}`;
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, "resolv.conf"), `nameserver ${node.virtualIP}\noptions timeout:5 attempts:2\n`);
+  }
+
+  cleanup(): void {
+    for (const node of this.nodes.values()) fs.rmSync(`/etc/netns/${this.lab.ns[node.host]}`, { recursive: true, force: true });
+  }
+}

@@ -1,7 +1,7 @@
 // The `cyphonic` program: one binary, a subcommand per role.
 import { ProvisioningError } from "../node/provision.js";
 import { TokenFileError } from "../node/token-file.js";
-import { logger } from "../util/log.js";
+import { logger, setDefaultLogLevel } from "../util/log.js";
 import { ADMIN_USAGE, runAdmin } from "./admin-command.js";
 import { CLOUD_USAGE, runCloud } from "./cloud-command.js";
 import { UsageError } from "./common.js";
@@ -34,10 +34,12 @@ async function main(argv: string[]): Promise<void> {
     case "trs":
       return runCloud(command, rest);
     case "admin":
+      setDefaultLogLevel("warn");
       return runAdmin(rest);
     case "node":
       return runNode(rest);
     case "status":
+      setDefaultLogLevel("warn");
       return runStatus(rest);
     case "help":
     case "--help":

@@ -13,12 +13,22 @@ export type Logger = pino.Logger;
 
 const level = process.env.CYPHONIC_LOG_LEVEL ?? "info";
 
-const root: Logger = pino({
-  level,
-  base: { pid: process.pid },
-  timestamp: pino.stdTimeFunctions.isoTime,
-  formatters: { level: (label) => ({ level: label }) },
-});
+// Logs go to stderr, so command output on stdout (admin, status) stays clean
+// for scripts; systemd's journal captures both streams.
+const root: Logger = pino(
+  {
+    level,
+    base: { pid: process.pid },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  },
+  pino.destination({ fd: 2, sync: true }),
+);
+
+/** Lowers the verbosity of short-lived commands, unless CYPHONIC_LOG_LEVEL asks otherwise. */
+export function setDefaultLogLevel(defaultLevel: pino.Level): void {
+  if (!process.env.CYPHONIC_LOG_LEVEL) root.level = defaultLevel;
+}
 
 export function logger(component: string, fields: Record<string, unknown> = {}): Logger {
   return root.child({ component, ...fields });

@@ -8,6 +8,8 @@ import { Lab, LabHost, LabProcess } from "./harness.js";
 
 export const CYPHONIC = path.resolve("dist/cyphonic.cjs");
 export const DOMAIN = "cyphonic.internal";
+/** The fixture waits for the daemons' info lines, whatever level the test runner itself logs at. */
+const DAEMON_ENV = { CYPHONIC_LOG_LEVEL: "info" };
 
 export interface NodeStatusJson {
   node: { id: number; fqdn: string; virtualIP: string } | null;
@@ -46,6 +48,7 @@ export class Overlay {
   async startCloud(): Promise<void> {
     this.cloud = this.lab.spawn("cloud", ["node", CYPHONIC, "cloud", "--state", this.cloudState, "--advertise", this.lab.addr.cloud, "--control", this.cloudControl], {
       logFile: path.join(this.dir, "cloud.log"),
+      env: DAEMON_ENV,
     });
     await this.cloud.waitForLine(/"cloud started"/, 10_000);
   }
@@ -80,7 +83,7 @@ export class Overlay {
   spawnNode(node: OverlayNode, tokenFile?: string): LabProcess {
     const args = ["node", CYPHONIC, "node", "--state", node.stateDir, "--control", node.control];
     if (tokenFile) args.push("--token-file", tokenFile);
-    return this.lab.spawn(node.host, args, { logFile: path.join(this.dir, `${node.name}.log`) });
+    return this.lab.spawn(node.host, args, { logFile: path.join(this.dir, `${node.name}.log`), env: DAEMON_ENV });
   }
 
   node(name: string): OverlayNode {

@@ -10,7 +10,7 @@ test("createNode returns the stored record", (t) => {
   assert.equal(node.fqdn, "alice.overlay.test");
   assert.equal(node.kind, "node");
   assert.equal(node.publicKey, null);
-  assert.equal(node.virtualIp, "100.64.0.1");
+  assert.equal(node.virtualIP, "100.64.0.1");
   assert.equal(node.adapterId, null);
   assert.equal(node.mac, null);
   assert.ok(node.createdAt >= before, `createdAt ${node.createdAt} is before the call`);
@@ -64,9 +64,9 @@ test("lookup by id, virtual IP and key", (t) => {
   const bob = store.createNode("bob", "node");
   assert.equal(store.getNodeById(bob.id)?.name, "bob");
   assert.equal(store.getNodeById(9999), undefined);
-  assert.equal(store.getNodeByVirtualIp("100.64.0.2")?.id, bob.id);
-  assert.equal(store.getNodeByVirtualIp("100.64.0.9"), undefined);
-  assert.equal(store.getNodeByVirtualIp("not an address"), undefined);
+  assert.equal(store.getNodeByVirtualIP("100.64.0.2")?.id, bob.id);
+  assert.equal(store.getNodeByVirtualIP("100.64.0.9"), undefined);
+  assert.equal(store.getNodeByVirtualIP("not an address"), undefined);
 
   const key = Buffer.alloc(32, 7);
   const { secret } = store.createToken(bob.id, 60_000);
@@ -87,7 +87,7 @@ test("general node belongs to an adapter", (t) => {
   assert.equal(printer.adapterId, adapter.id);
   assert.equal(printer.mac, "02:00:5e:10:00:01");
   assert.equal(printer.fqdn, "printer.overlay.test");
-  assert.equal(printer.virtualIp, "100.64.0.2");
+  assert.equal(printer.virtualIP, "100.64.0.2");
 
   const camera = store.addGeneralNode(adapter.id, "020000000002", "camera");
   assert.equal(camera.mac, "02:00:00:00:00:02");

@@ -6,19 +6,19 @@ import { TEST_CONFIG, assertStoreError, makeTempDir, openTempStore } from "./fix
 
 test("pool allocates addresses in sequence", (t) => {
   const store = openTempStore(t, { pool: { cidr: "10.1.0.0/24", reserved: [] } });
-  const addresses = ["a", "b", "c"].map((name) => store.createNode(name, "node").virtualIp);
+  const addresses = ["a", "b", "c"].map((name) => store.createNode(name, "node").virtualIP);
   assert.deepEqual(addresses, ["10.1.0.1", "10.1.0.2", "10.1.0.3"]);
 });
 
 test("pool skips reserved addresses", (t) => {
   const store = openTempStore(t, { pool: { cidr: "10.1.0.0/24", reserved: ["10.1.0.1", "10.1.0.3"] } });
-  const addresses = ["a", "b", "c"].map((name) => store.createNode(name, "node").virtualIp);
+  const addresses = ["a", "b", "c"].map((name) => store.createNode(name, "node").virtualIP);
   assert.deepEqual(addresses, ["10.1.0.2", "10.1.0.4", "10.1.0.5"]);
 });
 
 test("pool skips network and broadcast addresses", (t) => {
   const store = openTempStore(t, { pool: { cidr: "192.168.7.0/29", reserved: [] } });
-  const addresses = ["a", "b", "c", "d", "e", "f"].map((name) => store.createNode(name, "node").virtualIp);
+  const addresses = ["a", "b", "c", "d", "e", "f"].map((name) => store.createNode(name, "node").virtualIP);
   assert.deepEqual(addresses, [
     "192.168.7.1",
     "192.168.7.2",
@@ -32,8 +32,8 @@ test("pool skips network and broadcast addresses", (t) => {
 
 test("full /30 pool raises pool_exhausted", (t) => {
   const store = openTempStore(t, { pool: { cidr: "10.9.9.4/30", reserved: [] } });
-  assert.equal(store.createNode("a", "node").virtualIp, "10.9.9.5");
-  assert.equal(store.createNode("b", "node").virtualIp, "10.9.9.6");
+  assert.equal(store.createNode("a", "node").virtualIP, "10.9.9.5");
+  assert.equal(store.createNode("b", "node").virtualIP, "10.9.9.6");
   assertStoreError(() => store.createNode("c", "node"), "pool_exhausted");
   assert.equal(store.listNodes().length, 2);
   assertStoreError(() => store.createNode("d", "node"), "pool_exhausted");
@@ -41,7 +41,7 @@ test("full /30 pool raises pool_exhausted", (t) => {
 
 test("/30 pool with a reserved address holds one node", (t) => {
   const store = openTempStore(t, { pool: { cidr: "10.9.9.4/30", reserved: ["10.9.9.5"] } });
-  assert.equal(store.createNode("a", "node").virtualIp, "10.9.9.6");
+  assert.equal(store.createNode("a", "node").virtualIP, "10.9.9.6");
   assertStoreError(() => store.createNode("b", "node"), "pool_exhausted");
 });
 
@@ -51,8 +51,8 @@ test("deleted node's address is reused", (t) => {
   const b = store.createNode("b", "node");
   store.deleteNode(a.id);
   const c = store.createNode("c", "node");
-  assert.equal(c.virtualIp, a.virtualIp);
-  assert.notEqual(c.virtualIp, b.virtualIp);
+  assert.equal(c.virtualIP, a.virtualIP);
+  assert.notEqual(c.virtualIP, b.virtualIP);
   assertStoreError(() => store.createNode("d", "node"), "pool_exhausted");
 });
 
@@ -61,25 +61,25 @@ test("pool fills a gap before the end", (t) => {
   const nodes = ["a", "b", "c", "d"].map((name) => store.createNode(name, "node"));
   store.deleteNode(nodes[1]!.id);
   store.deleteNode(nodes[2]!.id);
-  assert.equal(store.createNode("e", "node").virtualIp, "10.1.0.2");
-  assert.equal(store.createNode("f", "node").virtualIp, "10.1.0.3");
-  assert.equal(store.createNode("g", "node").virtualIp, "10.1.0.5");
+  assert.equal(store.createNode("e", "node").virtualIP, "10.1.0.2");
+  assert.equal(store.createNode("f", "node").virtualIP, "10.1.0.3");
+  assert.equal(store.createNode("g", "node").virtualIP, "10.1.0.5");
 });
 
 test("addresses survive reopening", (t) => {
   const path = join(makeTempDir(t), "cloud.db");
   const config = { ...TEST_CONFIG, pool: { cidr: "10.1.0.0/24", reserved: [] } };
   const first = new CloudStore(path, config);
-  const virtualIps = ["a", "b"].map((name) => first.createNode(name, "node").virtualIp);
+  const virtualIPs = ["a", "b"].map((name) => first.createNode(name, "node").virtualIP);
   first.close();
 
   const second = new CloudStore(path, config);
   t.after(() => second.close());
   assert.deepEqual(
-    second.listNodes().map((node) => node.virtualIp),
-    virtualIps,
+    second.listNodes().map((node) => node.virtualIP),
+    virtualIPs,
   );
-  assert.equal(second.createNode("c", "node").virtualIp, "10.1.0.3");
+  assert.equal(second.createNode("c", "node").virtualIP, "10.1.0.3");
 });
 
 test("invalid pool configuration is rejected", (t) => {
@@ -104,7 +104,7 @@ test("invalid pool configuration is rejected", (t) => {
 test("large pool allocates past many nodes", (t) => {
   const store = openTempStore(t, { pool: { cidr: "100.64.0.0/16", reserved: ["100.64.1.0"] } });
   let last = "";
-  for (let i = 0; i < 300; i++) last = store.createNode(`n${i}`, "node").virtualIp;
+  for (let i = 0; i < 300; i++) last = store.createNode(`n${i}`, "node").virtualIP;
   // Nodes 0 to 254 take 100.64.0.1 to 100.64.0.255, and 100.64.1.0 is reserved.
   assert.equal(last, "100.64.1.45");
 });

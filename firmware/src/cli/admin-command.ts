@@ -79,5 +79,5 @@ function findNode(store: CloudStore, name: string): NodeRecord {
 
 function printNode(n: NodeRecord): void {
   const key = n.publicKey ? "provisioned" : "not provisioned";
-  process.stdout.write(`${n.id}\t${n.fqdn}\t${n.virtualIp}\t${n.kind}\t${key}\n`);
+  process.stdout.write(`${n.id}\t${n.fqdn}\t${n.virtualIP}\t${n.kind}\t${key}\n`);
 }

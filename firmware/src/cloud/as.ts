@@ -97,7 +97,7 @@ export class AuthenticationService {
       requestId,
       nodeId: node.id,
       fqdn: node.fqdn,
-      virtualIP: node.virtualIp,
+      virtualIP: node.virtualIP,
       prefixLength: this.opts.prefixLength,
       overlayDomain: this.opts.store.overlayDomain,
       nms: this.opts.nms,

@@ -136,7 +136,7 @@ export class NodeManagementService {
       this.channel.signal(peer, { type: SignalType.Error, requestId, code, message });
     };
     const requester = store.getNodeById(peer.tag.nodeId);
-    const node = "fqdn" in target ? store.getNodeByFqdn(target.fqdn) : store.getNodeByVirtualIp(target.virtualIP);
+    const node = "fqdn" in target ? store.getNodeByFqdn(target.fqdn) : store.getNodeByVirtualIP(target.virtualIP);
     const targetText = "fqdn" in target ? target.fqdn : target.virtualIP;
     if (!requester) return fail("not_found", "requesting node no longer exists");
     if (!node || !node.publicKey) return fail("not_found", `no provisioned node ${targetText}`);
@@ -224,5 +224,5 @@ export class NodeManagementService {
 }
 
 function peerInfo(node: NodeRecord, endpoints: Endpoint[]): RouteInfo["peer"] {
-  return { nodeId: node.id, fqdn: node.fqdn, virtualIP: node.virtualIp, staticKey: node.publicKey!, endpoints };
+  return { nodeId: node.id, fqdn: node.fqdn, virtualIP: node.virtualIP, staticKey: node.publicKey!, endpoints };
 }

@@ -4,7 +4,7 @@ import type Database from "better-sqlite3";
 import { logger } from "../../util/log.js";
 import { openDatabase } from "./db.js";
 import { StoreError } from "./errors.js";
-import { parseIpv4 } from "./ipv4.js";
+import { parseIPv4 } from "./ipv4.js";
 import { type LocationRecord, LocationRegistry, type LocationReport } from "./locations.js";
 import { type NodeKind, type NodeRecord, NodeTable } from "./nodes.js";
 import { AddressPool, type PoolConfig } from "./pool.js";
@@ -98,7 +98,7 @@ export class CloudStore {
   deleteNode(id: number): void {
     const node = this.nodes.getById(id);
     if (!node || !this.nodes.delete(id)) throw new StoreError("node_not_found", `Node ${id} does not exist.`);
-    log.info({ node: id, fqdn: node.fqdn, virtualIP: node.virtualIp }, "deleted node");
+    log.info({ node: id, fqdn: node.fqdn, virtualIP: node.virtualIP }, "deleted node");
   }
 
   getNodeById(id: number): NodeRecord | undefined {
@@ -121,9 +121,9 @@ export class CloudStore {
   }
 
   /** Looks a node up by its virtual IPv4 address in dotted-quad form. */
-  getNodeByVirtualIp(address: string): NodeRecord | undefined {
-    const value = parseIpv4(address);
-    return value === undefined ? undefined : this.nodes.getByVirtualIp(value);
+  getNodeByVirtualIP(address: string): NodeRecord | undefined {
+    const value = parseIPv4(address);
+    return value === undefined ? undefined : this.nodes.getByVirtualIP(value);
   }
 
   /** Creates a one-time provisioning token for node `nodeId`, accepted for `ttlMs` ms. */
@@ -183,17 +183,17 @@ export class CloudStore {
     if (this.nodes.getByName(name)) throw new StoreError("name_in_use", `Node name "${name}" is already in use.`);
     if (general) this.checkGeneralNode(general);
 
-    const virtualIp = this.pool.allocate();
+    const virtualIP = this.pool.allocate();
     const id = this.nodes.insert({
       name,
       kind,
-      virtualIp,
+      virtualIP,
       adapterId: general?.adapterId ?? null,
       mac: general?.mac ?? null,
       createdAt: now,
     });
     const node = this.nodes.getById(id) as NodeRecord;
-    log.info({ node: id, fqdn: node.fqdn, virtualIP: node.virtualIp, kind }, "created node");
+    log.info({ node: id, fqdn: node.fqdn, virtualIP: node.virtualIP, kind }, "created node");
     return node;
   }
 

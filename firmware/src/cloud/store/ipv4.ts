@@ -7,7 +7,7 @@ const DOTTED_QUAD = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
  * undefined for anything else, including octets with leading zeros, which some
  * parsers read as octal.
  */
-export function parseIpv4(text: string): number | undefined {
+export function parseIPv4(text: string): number | undefined {
   const match = DOTTED_QUAD.exec(text);
   if (!match) return undefined;
   let value = 0;
@@ -20,6 +20,6 @@ export function parseIpv4(text: string): number | undefined {
   return value;
 }
 
-export function formatIpv4(value: number): string {
+export function formatIPv4(value: number): string {
   return [value >>> 24, (value >>> 16) & 0xff, (value >>> 8) & 0xff, value & 0xff].join(".");
 }

@@ -1,6 +1,6 @@
 // The node registry: members of the overlay, adapters and the general nodes behind them.
 import type Database from "better-sqlite3";
-import { formatIpv4 } from "./ipv4.js";
+import { formatIPv4 } from "./ipv4.js";
 
 /**
  * "node" runs the CYPHONIC daemon itself, "adapter" runs it on behalf of the
@@ -15,7 +15,7 @@ export interface NodeRecord {
   kind: NodeKind;
   /** X25519 static public key, null until the node redeems a provisioning token. */
   publicKey: Buffer | null;
-  virtualIp: string;
+  virtualIP: string;
   /** Adapter that a general node belongs to, null for other kinds. */
   adapterId: number | null;
   /** MAC address of a general node in lower-case colon form, null for other kinds. */
@@ -38,7 +38,7 @@ interface NodeRow {
 export interface NewNode {
   name: string;
   kind: NodeKind;
-  virtualIp: number;
+  virtualIP: number;
   adapterId: number | null;
   mac: string | null;
   createdAt: number;
@@ -52,7 +52,7 @@ export class NodeTable {
   private readonly byId: Database.Statement<[number], NodeRow>;
   private readonly byName: Database.Statement<[string], NodeRow>;
   private readonly byKey: Database.Statement<[Buffer], NodeRow>;
-  private readonly byVirtualIp: Database.Statement<[number], NodeRow>;
+  private readonly byVirtualIP: Database.Statement<[number], NodeRow>;
   private readonly byAdapterMac: Database.Statement<[number, string], NodeRow>;
   private readonly all: Database.Statement<[], NodeRow>;
   private readonly setKeyStatement: Database.Statement<[Buffer, number], void>;
@@ -64,12 +64,12 @@ export class NodeTable {
   ) {
     this.insertStatement = db.prepare(
       `INSERT INTO nodes (name, kind, virtual_ip, adapter_id, mac, created_at)
-       VALUES (:name, :kind, :virtualIp, :adapterId, :mac, :createdAt)`,
+       VALUES (:name, :kind, :virtualIP, :adapterId, :mac, :createdAt)`,
     );
     this.byId = db.prepare(`SELECT ${COLUMNS} FROM nodes WHERE id = ?`);
     this.byName = db.prepare(`SELECT ${COLUMNS} FROM nodes WHERE name = ?`);
     this.byKey = db.prepare(`SELECT ${COLUMNS} FROM nodes WHERE public_key = ?`);
-    this.byVirtualIp = db.prepare(`SELECT ${COLUMNS} FROM nodes WHERE virtual_ip = ?`);
+    this.byVirtualIP = db.prepare(`SELECT ${COLUMNS} FROM nodes WHERE virtual_ip = ?`);
     this.byAdapterMac = db.prepare(`SELECT ${COLUMNS} FROM nodes WHERE adapter_id = ? AND mac = ?`);
     this.all = db.prepare(`SELECT ${COLUMNS} FROM nodes ORDER BY id`);
     this.setKeyStatement = db.prepare("UPDATE nodes SET public_key = ? WHERE id = ?");
@@ -93,8 +93,8 @@ export class NodeTable {
     return this.toRecord(this.byKey.get(key));
   }
 
-  getByVirtualIp(address: number): NodeRecord | undefined {
-    return this.toRecord(this.byVirtualIp.get(address));
+  getByVirtualIP(address: number): NodeRecord | undefined {
+    return this.toRecord(this.byVirtualIP.get(address));
   }
 
   getByAdapterMac(adapterId: number, mac: string): NodeRecord | undefined {
@@ -126,7 +126,7 @@ export class NodeTable {
       fqdn: `${row.name}.${this.overlayDomain}`,
       kind: row.kind,
       publicKey: row.public_key,
-      virtualIp: formatIpv4(row.virtual_ip),
+      virtualIP: formatIPv4(row.virtual_ip),
       adapterId: row.adapter_id,
       mac: row.mac,
       createdAt: row.created_at,

@@ -1,7 +1,7 @@
 // The pool of virtual IPv4 addresses that the AS hands out to nodes.
 import type Database from "better-sqlite3";
 import { StoreError } from "./errors.js";
-import { formatIpv4, parseIpv4 } from "./ipv4.js";
+import { formatIPv4, parseIPv4 } from "./ipv4.js";
 
 export interface PoolConfig {
   /** Pool in CIDR notation, such as "100.64.0.0/16". Host bits must be zero. */
@@ -61,7 +61,7 @@ export class AddressPool {
   }
 
   private parseReserved(text: string): number {
-    const value = parseIpv4(text);
+    const value = parseIPv4(text);
     if (value === undefined) {
       throw new StoreError("invalid_config", `Reserved address "${text}" is not a dotted-quad IPv4 address.`);
     }
@@ -77,7 +77,7 @@ export class AddressPool {
 
 function parseHostRange(cidr: string): HostRange {
   const [addressText = "", prefixText = ""] = cidr.split("/");
-  const network = parseIpv4(addressText);
+  const network = parseIPv4(addressText);
   const prefixLength = /^\d{1,2}$/.test(prefixText) ? Number(prefixText) : NaN;
   // A /31 or /32 has no address left once the network and broadcast addresses
   // are excluded. RFC 3021 point-to-point /31 use does not apply to a pool.
@@ -91,7 +91,7 @@ function parseHostRange(cidr: string): HostRange {
   if (network % size !== 0) {
     throw new StoreError(
       "invalid_config",
-      `Pool "${cidr}" has host bits set. Its network address is ${formatIpv4(network - (network % size))}.`,
+      `Pool "${cidr}" has host bits set. Its network address is ${formatIPv4(network - (network % size))}.`,
     );
   }
   return { first: network + 1, last: network + size - 2 };

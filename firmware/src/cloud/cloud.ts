@@ -40,9 +40,9 @@ export async function startCloud(config: CloudConfig, which: ServiceSelection): 
     store,
     status() {
       const out: Record<string, Record<string, number>> = {};
-      if (running.as) out.as = running.as.channel.engine.counters.snapshot();
-      if (running.nms) out.nms = running.nms.channel.engine.counters.snapshot();
-      if (running.trs) out.trs = running.trs.channel.engine.counters.snapshot();
+      if (running.as) out.as = running.as.channel.countersSnapshot();
+      if (running.nms) out.nms = running.nms.channel.countersSnapshot();
+      if (running.trs) out.trs = running.trs.channel.countersSnapshot();
       return out;
     },
     close() {

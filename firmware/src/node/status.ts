@@ -2,13 +2,15 @@
 // tunnel (path, endpoint, last handshake, bytes) and the drop counters.
 import { describePath } from "../transport/path.js";
 import { Peer } from "../transport/peer.js";
-import { SignalChannel } from "../transport/signal-channel.js";
 import { Counters } from "../util/counters.js";
 import { NodeIdentity } from "./identity.js";
 import { NmsStatus } from "./nms-link.js";
-import { NodePeerTag } from "./tunnels.js";
+import { Member } from "./member.js";
+import { NodePeerTag, TunnelTag } from "./tunnels.js";
 
 export interface TunnelStatus {
+  /** The local member (this node, or a general node behind an adapter) the tunnel belongs to. */
+  member: string;
   fqdn: string;
   virtualIP: string;
   path: "direct" | "relay";
@@ -30,35 +32,45 @@ export interface NodeStatus {
 
 export function buildStatus(
   identity: NodeIdentity | null,
-  nms: NmsStatus | null,
-  tunnels: Peer<NodePeerTag>[],
-  channel: SignalChannel<NodePeerTag>,
-  counters: Counters,
+  port: number,
+  members: Member[],
+  counters: Counters[],
   dnsCounters: Counters | null,
 ): NodeStatus {
   const rows: TunnelStatus[] = [];
-  for (const peer of tunnels) {
-    if (peer.tag.kind !== "tunnel") continue;
-    rows.push({
-      fqdn: peer.tag.fqdn,
-      virtualIP: peer.tag.virtualIP,
-      path: peer.tag.pathKind,
-      reason: peer.tag.reason,
-      endpoint: peer.path ? describePath(peer.path) : null,
-      session: peer.current !== null,
-      lastHandshakeMs: peer.lastHandshakeMs,
-      bytesSent: peer.bytesSent,
-      bytesReceived: peer.bytesReceived,
-    });
+  const merged: Record<string, number> = {};
+  const add = (snapshot: Record<string, number>, prefix = "") => {
+    for (const [k, v] of Object.entries(snapshot)) merged[prefix + k] = (merged[prefix + k] ?? 0) + v;
+  };
+  for (const c of counters) add(c.snapshot());
+  add(dnsCounters?.snapshot() ?? {}, "dns.");
+  const primary = members.find((m) => m.identity.nodeId === identity?.nodeId) ?? null;
+  for (const member of members) {
+    add(member.channel.engine.counters.snapshot());
+    for (const peer of member.tunnels.all()) rows.push(tunnelRow(member, peer));
   }
-  const merged: Record<string, number> = { ...channel.engine.counters.snapshot(), ...counters.snapshot() };
-  for (const [k, v] of Object.entries(dnsCounters?.snapshot() ?? {})) merged[`dns.${k}`] = v;
   return {
     node: identity && { id: identity.nodeId, fqdn: identity.fqdn, virtualIP: identity.virtualIP },
-    port: channel.port,
-    nms,
+    port,
+    nms: primary?.nms.status() ?? null,
     tunnels: rows,
     counters: merged,
+  };
+}
+
+function tunnelRow(member: Member, peer: Peer<NodePeerTag>): TunnelStatus {
+  const tag = peer.tag as TunnelTag;
+  return {
+    member: member.identity.fqdn,
+    fqdn: tag.fqdn,
+    virtualIP: tag.virtualIP,
+    path: tag.pathKind,
+    reason: tag.reason,
+    endpoint: peer.path ? describePath(peer.path) : null,
+    session: peer.current !== null,
+    lastHandshakeMs: peer.lastHandshakeMs,
+    bytesSent: peer.bytesSent,
+    bytesReceived: peer.bytesReceived,
   };
 }
 

@@ -3,8 +3,9 @@
 // incoming datagrams. It owns no socket: the owner feeds received datagrams
 // to receive() and gives it a function that sends, so tests can wire two
 // engines together in memory.
-import { KeyPair, randomBytes } from "../protocol/crypto.js";
+import { KeyPair, MAC_BYTES, constantTimeEqual, mac } from "../protocol/crypto.js";
 import {
+  HEADER_BYTES,
   KEEPALIVE_TIMEOUT_MS,
   MAX_DATAGRAM_BYTES,
   MessageType,
@@ -17,6 +18,7 @@ import { decodeTransport, mac1Key, messageTypeOf } from "../protocol/messages.js
 import { TransportSession } from "../protocol/session.js";
 import { Counters } from "../util/counters.js";
 import { Logger, RateLimitedLog } from "../util/log.js";
+import { IndexRegistry } from "./index-registry.js";
 import { PeerPath, Source, describePath, samePath } from "./path.js";
 import { Peer } from "./peer.js";
 
@@ -56,6 +58,8 @@ export class SecureEndpoint<Tag = unknown> {
     private readonly hooks: EndpointHooks<Tag>,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    /** Shared with the other endpoints on the same socket; a private one when alone. */
+    readonly registry: IndexRegistry<SecureEndpoint<Tag>> = new IndexRegistry(),
   ) {
     this.ownMac1Key = mac1Key(identity.publicKey);
     this.dropLog = new RateLimitedLog(log);
@@ -89,7 +93,7 @@ export class SecureEndpoint<Tag = unknown> {
 
   removePeer(peer: Peer<Tag>): void {
     this.peers.delete(peer.keyHex);
-    for (const [index, entry] of this.indexes) if (entry.peer === peer) this.indexes.delete(index);
+    for (const [index, entry] of this.indexes) if (entry.peer === peer) this.unbindIndex(index);
   }
 
   /** Sends plaintext (an IP packet or a signaling message); queues it and starts a handshake when no session is up. */
@@ -120,7 +124,7 @@ export class SecureEndpoint<Tag = unknown> {
     const now = this.now();
     const startedMs = peer.handshake?.startedMs ?? now;
     const attempts = (peer.handshake?.attempts ?? 0) + 1;
-    if (peer.handshake) this.indexes.delete(peer.handshake.pending.localIndex);
+    if (peer.handshake) this.unbindIndex(peer.handshake.pending.localIndex);
     const localIndex = this.allocateIndex();
     const pending = createInitiation(this.identity, peer.publicKey, localIndex, this.nextTimestamp(), peer.initiationData);
     peer.handshake = { pending, startedMs, sentMs: now, attempts };
@@ -210,7 +214,7 @@ export class SecureEndpoint<Tag = unknown> {
 
   /** Makes session the peer's current one and sends what waited for it. */
   private install(peer: Peer<Tag>, session: TransportSession): void {
-    if (peer.previous && peer.previous !== session) this.indexes.delete(peer.previous.localIndex);
+    if (peer.previous && peer.previous !== session) this.unbindIndex(peer.previous.localIndex);
     if (peer.current !== session) peer.previous = peer.current;
     peer.current = session;
     peer.lastHandshakeMs = this.now();
@@ -246,7 +250,7 @@ export class SecureEndpoint<Tag = unknown> {
     const attempt = peer.handshake;
     if (!attempt) return;
     if (now - attempt.startedMs >= REKEY_ATTEMPT_TIME_MS) {
-      this.indexes.delete(attempt.pending.localIndex);
+      this.unbindIndex(attempt.pending.localIndex);
       peer.handshake = null;
       this.counters.add("handshake.failed");
       this.counters.add("drop.queue_abandoned", peer.queue.length);
@@ -261,13 +265,13 @@ export class SecureEndpoint<Tag = unknown> {
 
   private tickSessions(peer: Peer<Tag>, now: number): void {
     if (peer.previous?.isExpired(now)) {
-      this.indexes.delete(peer.previous.localIndex);
+      this.unbindIndex(peer.previous.localIndex);
       peer.previous = null;
     }
     const session = peer.current;
     if (!session) return;
     if (session.isExpired(now)) {
-      this.indexes.delete(session.localIndex);
+      this.unbindIndex(session.localIndex);
       peer.current = null;
       if (peer.initiates && !peer.handshake) this.initiate(peer);
       return;
@@ -286,10 +290,19 @@ export class SecureEndpoint<Tag = unknown> {
   }
 
   private allocateIndex(): number {
-    for (;;) {
-      const index = randomBytes(4).readUInt32BE(0);
-      if (index !== 0 && !this.indexes.has(index)) return index;
-    }
+    return this.registry.allocate(this);
+  }
+
+  private unbindIndex(index: number): void {
+    this.indexes.delete(index);
+    this.registry.release(index);
+  }
+
+  /** True when a handshake initiation carries a mac1 for this endpoint's static key. */
+  matchesMac1(datagram: Buffer): boolean {
+    if (datagram.length < MAC_BYTES + HEADER_BYTES) return false;
+    const macOffset = datagram.length - MAC_BYTES;
+    return constantTimeEqual(mac(this.ownMac1Key, datagram.subarray(0, macOffset)), datagram.subarray(macOffset));
   }
 
   /** Initiation timestamps strictly increase within the process, whatever the wall clock does. */

@@ -2,14 +2,13 @@
 // that arrive on its sessions. Cloud services and the node daemon both sit on
 // one of these; what differs is who may connect and what a message does.
 import { KeyPair } from "../protocol/crypto.js";
-import { Endpoint, formatEndpoint } from "../protocol/endpoint.js";
 import { ProtocolError } from "../protocol/errors.js";
 import { Signal, decodeSignal, encodeSignal, isSignal } from "../protocol/signaling.js";
 import { Logger, RateLimitedLog } from "../util/log.js";
 import { PeerPath, Source } from "./path.js";
 import { Peer } from "./peer.js";
+import { EndpointMux } from "./endpoint-mux.js";
 import { EndpointHooks, SecureEndpoint } from "./secure-endpoint.js";
-import { UdpSocket, bindUdp } from "./udp.js";
 
 export interface ChannelHooks<Tag> extends Omit<EndpointHooks<Tag>, "onMessage"> {
   onSignal(peer: Peer<Tag>, signal: Signal, source: Source): void;
@@ -21,17 +20,17 @@ export interface ChannelHooks<Tag> extends Omit<EndpointHooks<Tag>, "onMessage">
 
 export class SignalChannel<Tag = unknown> {
   readonly engine: SecureEndpoint<Tag>;
-  private socket: UdpSocket | null = null;
   private readonly badSignalLog: RateLimitedLog;
-  private readonly sendErrorLog: RateLimitedLog;
+  private ownsMux = false;
 
+  /** With no mux given, the channel gets a socket of its own at listen(). */
   constructor(
     identity: KeyPair,
     private readonly hooks: ChannelHooks<Tag>,
     private readonly log: Logger,
+    readonly mux: EndpointMux = new EndpointMux(log),
   ) {
     this.badSignalLog = new RateLimitedLog(log);
-    this.sendErrorLog = new RateLimitedLog(log);
     this.engine = new SecureEndpoint<Tag>(
       identity,
       (datagram, path) => this.sendDatagram(datagram, path),
@@ -43,39 +42,38 @@ export class SignalChannel<Tag = unknown> {
         onPathChanged: hooks.onPathChanged?.bind(hooks),
       },
       log,
+      Date.now,
+      mux.registry,
     );
+    mux.attach(this.engine);
+    this.engine.start();
   }
 
+  /** Binds the channel's own socket; only for a channel created without a shared mux. */
   async listen(port: number, address?: string): Promise<number> {
-    this.socket = await bindUdp(
-      port,
-      (datagram, from) => this.engine.receive(datagram, { kind: "direct", endpoint: from }),
-      (err, to) => {
-        this.engine.counters.add("send.errors");
-        this.sendErrorLog.warn(`send:${(err as NodeJS.ErrnoException).code}`, { err, endpoint: to.port ? formatEndpoint(to) : undefined }, "UDP socket error");
-      },
-      address,
-    );
-    this.engine.start();
-    return this.socket.port;
+    this.ownsMux = true;
+    return this.mux.listen(port, address);
   }
 
   get port(): number {
-    return this.socket?.port ?? 0;
+    return this.mux.port;
+  }
+
+  /** The engine's counters with the socket's, which count datagrams addressed to no endpoint. */
+  countersSnapshot(): Record<string, number> {
+    const out = this.engine.counters.snapshot();
+    for (const [k, v] of Object.entries(this.mux.counters.snapshot())) out[k] = (out[k] ?? 0) + v;
+    return out;
   }
 
   sendDatagram(datagram: Buffer, path: PeerPath): void {
     if (path.kind === "direct") {
-      this.socket?.send(datagram, path.endpoint);
+      this.mux.send(datagram, path.endpoint);
     } else if (this.hooks.sendRelay) {
       this.hooks.sendRelay(datagram, path);
     } else {
       this.engine.counters.add("drop.no_relay");
     }
-  }
-
-  sendDirect(datagram: Buffer, to: Endpoint): void {
-    this.socket?.send(datagram, to);
   }
 
   signal(peer: Peer<Tag>, signal: Signal): void {
@@ -84,8 +82,8 @@ export class SignalChannel<Tag = unknown> {
 
   close(): void {
     this.engine.stop();
-    this.socket?.close();
-    this.socket = null;
+    this.mux.detach(this.engine);
+    if (this.ownsMux) this.mux.close();
   }
 
   private dispatch(peer: Peer<Tag>, plaintext: Buffer, source: Source): void {

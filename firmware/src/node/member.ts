@@ -1,0 +1,193 @@
+// One identity in the overlay, hosted by this process: its sessions with the
+// cloud, its tunnels and its route requests. A node hosts one member; an
+// adapter hosts one for itself and one for each general node behind it, all
+// on one UDP socket.
+import { KeyPair } from "../protocol/crypto.js";
+import { Endpoint, bytesToIPv4, ipv4ToNumber } from "../protocol/endpoint.js";
+import { readIPv4Header } from "../protocol/ipv4.js";
+import { RouteInfo, ServiceInfo, Signal, SignalType } from "../protocol/signaling.js";
+import { EndpointMux } from "../transport/endpoint-mux.js";
+import { PeerPath, Source, describePath } from "../transport/path.js";
+import { Peer } from "../transport/peer.js";
+import { SignalChannel } from "../transport/signal-channel.js";
+import { Counters } from "../util/counters.js";
+import { Logger, RateLimitedLog } from "../util/log.js";
+import { NmsLink } from "./nms-link.js";
+import { RequestTracker } from "./requests.js";
+import { OverlayResolver } from "./resolver.js";
+import { NodePeerTag, TunnelTable } from "./tunnels.js";
+
+/** Route requests for one unknown destination are sent at most this often. */
+const ROUTE_ON_DEMAND_INTERVAL_MS = 2_000;
+/** A member behind NAPT keeps its tunnels' mappings open at this interval. */
+const NAPT_TUNNEL_KEEPALIVE_MS = 15_000;
+
+export interface MemberIdentity {
+  keys: KeyPair;
+  nodeId: number;
+  fqdn: string;
+  virtualIP: string;
+  nms: ServiceInfo;
+}
+
+export class Member {
+  readonly channel: SignalChannel<NodePeerTag>;
+  readonly tunnels = new TunnelTable();
+  readonly nms: NmsLink;
+  readonly resolver: OverlayResolver;
+  readonly virtualIPNumber: number;
+  private trsPeer: Peer<NodePeerTag> | null = null;
+  private readonly routeAsked = new Map<number, number>();
+  private readonly dropLog: RateLimitedLog;
+
+  constructor(
+    readonly identity: MemberIdentity,
+    mux: EndpointMux,
+    private readonly requests: RequestTracker,
+    /** Writes a packet that came out of a tunnel to the local stack (the TUN device). */
+    private readonly deliver: (packet: Buffer) => void,
+    private readonly counters: Counters,
+    private readonly log: Logger,
+    overlayInterfaces: string[],
+  ) {
+    this.dropLog = new RateLimitedLog(log);
+    this.virtualIPNumber = ipv4ToNumber(identity.virtualIP);
+    this.channel = new SignalChannel<NodePeerTag>(
+      identity.keys,
+      {
+        acceptInitiation: (key) => {
+          const peer = this.channel.engine.peer(key);
+          return peer?.tag.kind === "tunnel" ? { peer } : { reject: "unknown_peer" };
+        },
+        onSignal: (peer, signal, source) => this.onSignal(peer, signal, source),
+        onPacket: (peer, packet) => this.onTunnelPacket(peer, packet),
+        sendRelay: (datagram, path) => this.sendRelay(datagram, path),
+        onSessionEstablished: (peer) => {
+          if (peer.tag.kind === "tunnel") this.resolver.tunnelReady(peer);
+        },
+        onPathChanged: (peer, from, to) => {
+          if (peer.tag.kind === "tunnel" && from) this.log.info({ peer: peer.tag.fqdn, from: describePath(from), to: describePath(to) }, "peer endpoint changed");
+        },
+      },
+      log,
+      mux,
+    );
+    this.nms = new NmsLink(this.channel, requests, identity.nms, () => mux.port, overlayInterfaces, log);
+    this.resolver = new OverlayResolver(
+      { fqdn: identity.fqdn, virtualIP: identity.virtualIP, tunnels: this.tunnels, connect: (t) => this.connect(t) },
+      log,
+    );
+  }
+
+  start(): void {
+    this.nms.start();
+  }
+
+  stop(): void {
+    this.nms.stop();
+    this.channel.close();
+  }
+
+  /** Asks the NMS for a route to target and sets up the tunnel it describes. */
+  async connect(target: { fqdn: string } | { virtualIP: string }): Promise<Peer<NodePeerTag>> {
+    const route = await this.nms.requestRoute(target);
+    return this.applyRoute(route);
+  }
+
+  /** Sends a packet from the local stack towards destination (a virtual IP as a number). */
+  sendPacket(packet: Buffer, destination: number): void {
+    const peer = this.tunnels.get(destination);
+    if (peer) {
+      this.channel.engine.send(peer, packet);
+      return;
+    }
+    this.counters.add("drop.no_route");
+    this.routeOnDemand(destination);
+  }
+
+  private applyRoute(route: RouteInfo): Peer<NodePeerTag> {
+    const relayKey = route.relay?.staticKey.toString("hex") ?? "";
+    if (route.relay) this.ensureRelay(route.relay.staticKey, route.relay.endpoint);
+    const existing = this.channel.engine.peer(route.peer.staticKey);
+    const { peer, initiate } = this.tunnels.apply(route, existing, relayKey);
+    this.channel.engine.addPeer(peer);
+    // Behind NAPT, keep the tunnel's mapping open so the peer can always send.
+    peer.persistentKeepaliveMs = this.nms.napted ? NAPT_TUNNEL_KEEPALIVE_MS : 0;
+    if (initiate && !peer.current && !peer.handshake) this.channel.engine.initiate(peer);
+    this.log.info(
+      { peer: route.peer.fqdn, virtualIP: route.peer.virtualIP, route: route.routeId, path: peer.path ? describePath(peer.path) : "none", reason: route.reason, initiate },
+      "route applied",
+    );
+    return peer;
+  }
+
+  private ensureRelay(key: Buffer, endpoint: Endpoint): void {
+    if (this.trsPeer) return;
+    this.trsPeer = this.channel.engine.addPeer(new Peer<NodePeerTag>(key, { kind: "direct", endpoint }, { kind: "service", service: "trs" }, true));
+    this.trsPeer.persistentKeepaliveMs = NAPT_TUNNEL_KEEPALIVE_MS;
+  }
+
+  private sendRelay(datagram: Buffer, path: Extract<PeerPath, { kind: "relay" }>): void {
+    if (!this.trsPeer || this.trsPeer.keyHex !== path.relayKey) {
+      this.counters.add("drop.no_relay");
+      return;
+    }
+    this.channel.signal(this.trsPeer, { type: SignalType.RelayData, routeId: path.routeId, datagram });
+  }
+
+  private onSignal(peer: Peer<NodePeerTag>, signal: Signal, _source: Source): void {
+    if (peer.tag.kind !== "service") {
+      this.counters.add("drop.signal_from_tunnel");
+      return;
+    }
+    if (this.requests.complete(signal)) return;
+    if (peer.tag.service === "nms" && this.nms.handle(signal)) return;
+    if (peer.tag.service === "nms" && signal.type === SignalType.RouteInstruction) {
+      this.channel.signal(peer, { type: SignalType.RouteInstructionAck, instructionId: signal.instructionId });
+      this.applyRoute(signal.route);
+      return;
+    }
+    if (peer.tag.service === "trs" && signal.type === SignalType.RelayData) {
+      this.channel.engine.receive(signal.datagram, { kind: "relay", routeId: signal.routeId, relayKey: peer.keyHex });
+      return;
+    }
+    this.counters.add("drop.unexpected_signal");
+  }
+
+  /** Traffic to a virtual IP with no tunnel asks the NMS for a route, at most once per interval. */
+  private routeOnDemand(destination: number): void {
+    const now = Date.now();
+    if (now - (this.routeAsked.get(destination) ?? 0) < ROUTE_ON_DEMAND_INTERVAL_MS) return;
+    if (this.routeAsked.size > 4096) this.routeAsked.clear();
+    this.routeAsked.set(destination, now);
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(destination >>> 0);
+    const virtualIP = bytesToIPv4(b);
+    this.connect({ virtualIP }).catch((err: Error) => {
+      this.dropLog.warn(`route:${virtualIP}`, { virtualIP, err: err.message }, "no route to virtual IP");
+    });
+  }
+
+  /** A packet that came out of a tunnel: delivered only if it is from the peer's own virtual IP to this member's. */
+  private onTunnelPacket(peer: Peer<NodePeerTag>, packet: Buffer): void {
+    if (peer.tag.kind !== "tunnel") {
+      this.counters.add("drop.packet_from_service");
+      return;
+    }
+    const header = readIPv4Header(packet);
+    if (!header) {
+      this.counters.add("drop.bad_ip_packet");
+      return;
+    }
+    if (packet.readUInt32BE(12) !== peer.tag.virtualIPNumber >>> 0) {
+      this.counters.add("drop.spoofed_source");
+      this.dropLog.warn(`spoof:${peer.tag.fqdn}`, { peer: peer.tag.fqdn, source: header.source }, "dropped tunnel packet with a source other than the peer's virtual IP");
+      return;
+    }
+    if (packet.readUInt32BE(16) !== this.virtualIPNumber >>> 0) {
+      this.counters.add("drop.not_for_us");
+      return;
+    }
+    this.deliver(packet);
+  }
+}

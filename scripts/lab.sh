@@ -11,6 +11,10 @@
 #   cn2    eth0 198.18.0.20 --+-- inet: bridge br0 198.18.0.1, the default gateway
 #   natb   wan0 198.18.0.30 --+
 #   natb   lan0 192.168.2.1 ----- cn1 eth0 192.168.2.2, default route via natb
+#   nata   wan0 198.18.0.40 --+
+#   nata   lan0 192.168.1.1 ----- adapter wan0 192.168.1.2, default route via nata
+#   adapter lan0: a bridge with ports to gn and gn2, no address (the adapter
+#          adds its own); gn and gn2 eth0 have no address (they use DHCP)
 #
 # inet is a Linux bridge with an address, so it switches the segment and can
 # later route to more segments (another NAPT LAN, an IPv6 prefix). Only inet
@@ -21,7 +25,7 @@
 # in the root namespace and deleting the namespaces deletes the veths.
 set -euo pipefail
 
-readonly HOSTS=(inet cloud cn2 natb cn1)
+readonly HOSTS=(inet cloud cn2 natb cn1 nata adapter gn gn2)
 readonly NAPT_KINDS=(masquerade random fully-random)
 # Owner files let `reap` tell a live run's lab from one left by a crashed run.
 readonly OWNER_DIR=/run/cyphonic-lab
@@ -36,6 +40,14 @@ readonly ADDR_CN2=198.18.0.20
 readonly ADDR_NATB_WAN=198.18.0.30
 readonly ADDR_NATB_LAN=192.168.2.1
 readonly ADDR_CN1=192.168.2.2
+readonly NET_LAN_A=192.168.1.0/24
+readonly PREFIXLEN_LAN_A=24
+readonly ADDR_NATA_WAN=198.18.0.40
+readonly ADDR_NATA_LAN=192.168.1.1
+readonly ADDR_ADAPTER_WAN=192.168.1.2
+# Fixed MACs, so tests can register the general nodes before they boot.
+readonly MAC_GN=02:00:00:00:0a:01
+readonly MAC_GN2=02:00:00:00:0a:02
 
 # Interface names inside the namespaces (the kernel limit is 15 characters).
 readonly IF_HOST=eth0
@@ -62,7 +74,7 @@ Usage:
       Run `down` for every lab with a generated prefix ("cy" and 4 hex digits)
       whose owner process is gone.
 <prefix> is a lowercase letter followed by 1 to 11 lowercase letters or digits,
-for example cy3fa0. <host> is one of: inet cloud cn2 natb cn1.
+for example cy3fa0. <host> is one of: inet cloud cn2 natb cn1 nata adapter gn gn2.
 EOF
 }
 
@@ -131,7 +143,7 @@ create_namespaces() {
     ip netns add "$(ns "$host")"
     ip -n "$(ns "$host")" link set lo up
     forward=0
-    [[ $host == inet || $host == natb ]] && forward=1
+    [[ $host == inet || $host == natb || $host == nata ]] && forward=1
     set_sysctl "$host" net.ipv4.ip_forward "$forward"
   done
 }
@@ -150,6 +162,8 @@ build_internet() {
   done
   add_veth inet to-natb natb "$IF_NATB_WAN"
   ip -n "$inet_ns" link set to-natb master "$IF_INET_BRIDGE"
+  add_veth inet to-nata nata "$IF_NATB_WAN"
+  ip -n "$inet_ns" link set to-nata master "$IF_INET_BRIDGE"
 
   ip -n "$(ns cloud)" addr add "$ADDR_CLOUD/$PREFIXLEN_INTERNET" dev "$IF_HOST"
   ip -n "$(ns cloud)" route add default via "$ADDR_INET"
@@ -157,6 +171,25 @@ build_internet() {
   ip -n "$(ns cn2)" route add default via "$ADDR_INET"
   ip -n "$(ns natb)" addr add "$ADDR_NATB_WAN/$PREFIXLEN_INTERNET" dev "$IF_NATB_WAN"
   ip -n "$(ns natb)" route add default via "$ADDR_INET"
+  ip -n "$(ns nata)" addr add "$ADDR_NATA_WAN/$PREFIXLEN_INTERNET" dev "$IF_NATB_WAN"
+  ip -n "$(ns nata)" route add default via "$ADDR_INET"
+}
+
+# The adapter sits behind its own NAPT (nata); its LAN is a bridge, the switch
+# that the general nodes gn and gn2 plug into.
+build_lan_a() {
+  add_veth nata "$IF_NATB_LAN" adapter wan0
+  ip -n "$(ns nata)" addr add "$ADDR_NATA_LAN/$PREFIXLEN_LAN_A" dev "$IF_NATB_LAN"
+  ip -n "$(ns adapter)" addr add "$ADDR_ADAPTER_WAN/$PREFIXLEN_LAN_A" dev wan0
+  ip -n "$(ns adapter)" route add default via "$ADDR_NATA_LAN"
+  ip -n "$(ns adapter)" link add lan0 type bridge stp_state 0 forward_delay 0
+  ip -n "$(ns adapter)" link set lan0 up
+  add_veth adapter to-gn gn "$IF_HOST"
+  add_veth adapter to-gn2 gn2 "$IF_HOST"
+  ip -n "$(ns adapter)" link set to-gn master lan0
+  ip -n "$(ns adapter)" link set to-gn2 master lan0
+  ip -n "$(ns gn)" link set "$IF_HOST" address "$MAC_GN"
+  ip -n "$(ns gn2)" link set "$IF_HOST" address "$MAC_GN2"
 }
 
 build_lan_b() {
@@ -174,9 +207,9 @@ build_lan_b() {
 # The forward chain lets replies back in and drops anything the internet side
 # opens towards the LAN, as a home router does.
 install_napt() {
-  local kind=$1 flags=""
+  local host=$1 kind=$2 flags=""
   [[ $kind != masquerade ]] && flags=" $kind"
-  in_ns natb nft -f - <<EOF
+  in_ns "$host" nft -f - <<EOF
 table ip cyphonic_nat {
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
@@ -215,6 +248,14 @@ print_lab() {
   echo "IF_NATB_WAN=$IF_NATB_WAN"
   echo "IF_NATB_LAN=$IF_NATB_LAN"
   echo "IF_CN1=$IF_HOST"
+  echo "NET_LAN_A=$NET_LAN_A"
+  echo "ADDR_NATA_WAN=$ADDR_NATA_WAN"
+  echo "ADDR_NATA_LAN=$ADDR_NATA_LAN"
+  echo "ADDR_ADAPTER_WAN=$ADDR_ADAPTER_WAN"
+  echo "IF_ADAPTER_LAN=lan0"
+  echo "IF_ADAPTER_WAN=wan0"
+  echo "MAC_GN=$MAC_GN"
+  echo "MAC_GN2=$MAC_GN2"
 }
 
 cmd_down() {
@@ -278,7 +319,9 @@ cmd_up() {
   create_namespaces
   build_internet
   build_lan_b
-  install_napt "$kind"
+  build_lan_a
+  install_napt natb "$kind"
+  install_napt nata masquerade
 
   trap - EXIT INT TERM
   print_lab "$kind"
@@ -302,7 +345,7 @@ cmd_exec() {
 cmd_reap() {
   require_root
   local prefix owner
-  for prefix in $(ip netns list | awk '{ print $1 }' | sed -n 's/^\(cy[0-9a-f]\{4\}\)-\(inet\|cloud\|cn2\|natb\|cn1\)$/\1/p' | sort -u); do
+  for prefix in $(ip netns list | awk '{ print $1 }' | sed -n 's/^\(cy[0-9a-f]\{4\}\)-\(inet\|cloud\|cn2\|natb\|cn1\|nata\|adapter\|gn\|gn2\)$/\1/p' | sort -u); do
     owner=$(cat "$OWNER_DIR/$prefix.pid" 2>/dev/null || true)
     if [[ $owner =~ ^[0-9]+$ ]] && kill -0 "$owner" 2>/dev/null; then
       continue

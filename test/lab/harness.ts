@@ -14,8 +14,8 @@ export type { Capture } from "./capture.js";
 export type { LabProcess, LabSpawnOptions } from "./lab-process.js";
 export type { DecodedPacket } from "./packet.js";
 
-export type LabHost = "inet" | "cloud" | "cn1" | "cn2" | "natb";
-export const LAB_HOSTS: readonly LabHost[] = ["inet", "cloud", "cn1", "cn2", "natb"];
+export type LabHost = "inet" | "cloud" | "cn1" | "cn2" | "natb" | "nata" | "adapter" | "gn" | "gn2";
+export const LAB_HOSTS: readonly LabHost[] = ["inet", "cloud", "cn1", "cn2", "natb", "nata", "adapter", "gn", "gn2"];
 
 /** How natb picks the public port: masquerade maps endpoint-independently, random and fully-random per destination. */
 export type NaptKind = "masquerade" | "random" | "fully-random";
@@ -35,6 +35,10 @@ export interface LabAddresses {
   natbLan: string;
   /** cn1's private address, reachable only from natb's LAN. */
   cn1: string;
+  /** nata's public address, the source of the adapter's traffic after NAPT. */
+  nataWan: string;
+  /** The adapter's WAN address on nata's LAN. */
+  adapterWan: string;
 }
 
 export interface LabInterfaces {
@@ -44,6 +48,9 @@ export interface LabInterfaces {
   natbWan: string;
   natbLan: string;
   cn1: string;
+  /** The adapter's LAN NIC (a bridge that gn and gn2 plug into) and its WAN NIC. */
+  adapterLan: string;
+  adapterWan: string;
 }
 
 export interface LabNetworks {
@@ -51,6 +58,8 @@ export interface LabNetworks {
   internet: string;
   /** CIDR of the LAN behind natb. */
   lanB: string;
+  /** CIDR of the LAN behind nata, the adapter's WAN side. */
+  lanA: string;
 }
 
 export interface ExecResult {
@@ -80,6 +89,8 @@ export class Lab {
     readonly addr: LabAddresses,
     readonly iface: LabInterfaces,
     readonly net: LabNetworks,
+    /** Fixed MACs of the general nodes, so tests can register them before they ask for a lease. */
+    readonly mac: { gn: string; gn2: string },
   ) {
     this.workDir = mkdtempSync(path.join(tmpdir(), `${prefix}-`));
   }
@@ -134,6 +145,8 @@ export class Lab {
         natbWan: value("ADDR_NATB_WAN"),
         natbLan: value("ADDR_NATB_LAN"),
         cn1: value("ADDR_CN1"),
+        nataWan: value("ADDR_NATA_WAN"),
+        adapterWan: value("ADDR_ADAPTER_WAN"),
       },
       {
         inet: value("IF_INET"),
@@ -142,8 +155,11 @@ export class Lab {
         natbWan: value("IF_NATB_WAN"),
         natbLan: value("IF_NATB_LAN"),
         cn1: value("IF_CN1"),
+        adapterLan: value("IF_ADAPTER_LAN"),
+        adapterWan: value("IF_ADAPTER_WAN"),
       },
-      { internet: value("NET_INTERNET"), lanB: value("NET_LAN_B") },
+      { internet: value("NET_INTERNET"), lanB: value("NET_LAN_B"), lanA: value("NET_LAN_A") },
+      { gn: value("MAC_GN"), gn2: value("MAC_GN2") },
     );
   }
 

@@ -20,6 +20,8 @@ export interface NodeStatusJson {
 
 export interface OverlayNode {
   host: LabHost;
+  /** The adapter's LAN NIC; absent for a plain node. */
+  lan?: string;
   name: string;
   fqdn: string;
   virtualIP: string;
@@ -60,16 +62,24 @@ export class Overlay {
   }
 
   /** Creates the node in the cloud, issues its token and starts its daemon in the lab host. */
-  async addNode(host: LabHost, name: string): Promise<OverlayNode> {
-    const line = (await this.admin("node", "add", name)).trim();
-    const [, fqdn, virtualIP] = line.split("\t");
+  async addNode(host: LabHost, name: string, lan?: string): Promise<OverlayNode> {
+    await this.admin("node", "add", name, ...(lan ? ["--kind", "adapter"] : []));
+    return this.startNode(host, name, lan);
+  }
+
+  /** Issues a token for a node created beforehand (an adapter with general nodes, say) and starts it. */
+  async startNode(host: LabHost, name: string, lan?: string): Promise<OverlayNode> {
+    const fields = (await this.admin("node", "list")).split("\n").map((l) => l.split("\t")).find((f) => f[1]?.startsWith(`${name}.`));
+    const [, fqdn, virtualIP] = fields ?? [];
+    if (!fqdn || !virtualIP) throw new Error(`node ${name} not found in the cloud`);
     const tokenFile = path.join(this.dir, `${name}.token`);
     await this.admin("token", "create", name, "--as-endpoint", `${this.lab.addr.cloud}:7400`, "--out", tokenFile);
     const node: OverlayNode = {
       host,
+      lan,
       name,
-      fqdn: fqdn!,
-      virtualIP: virtualIP!,
+      fqdn,
+      virtualIP,
       stateDir: path.join(this.dir, name),
       control: path.join(this.dir, `${name}.sock`),
       process: undefined as unknown as LabProcess,
@@ -80,8 +90,16 @@ export class Overlay {
     return node;
   }
 
+  /** Registers a general node (an unmodified device) behind an adapter; returns its FQDN and virtual IP. */
+  async addGeneralNode(adapter: string, name: string, mac: string): Promise<{ fqdn: string; virtualIP: string }> {
+    const line = (await this.admin("general", "add", name, "--adapter", adapter, "--mac", mac)).trim();
+    const [, fqdn, virtualIP] = line.split("\t");
+    return { fqdn: fqdn!, virtualIP: virtualIP! };
+  }
+
   spawnNode(node: OverlayNode, tokenFile?: string): LabProcess {
-    const args = ["node", CYPHONIC, "node", "--state", node.stateDir, "--control", node.control];
+    const role = node.lan ? ["adapter", "--lan", node.lan, "--lease-seconds", "30"] : ["node"];
+    const args = ["node", CYPHONIC, ...role, "--state", node.stateDir, "--control", node.control];
     if (tokenFile) args.push("--token-file", tokenFile);
     return this.lab.spawn(node.host, args, { logFile: path.join(this.dir, `${node.name}.log`), env: DAEMON_ENV });
   }

@@ -35,6 +35,20 @@ const samples: Signal[] = [
     trs: { endpoint: parseEndpoint("198.18.0.10:7402"), staticKey: key },
   },
   { type: SignalType.Error, requestId: 4, code: "token_expired", message: "token expired" },
+  { type: SignalType.GeneralNodesRequest, requestId: 14, offset: 8 },
+  {
+    type: SignalType.GeneralNodes,
+    requestId: 15,
+    version: 0xabcdef01,
+    total: 2,
+    offset: 0,
+    entries: [
+      { nodeId: 3, fqdn: "sensor.cyphonic.internal", mac: "02:00:00:00:00:07", virtualIP: "100.64.0.7", publicKey: null },
+      { nodeId: 4, fqdn: "cam.cyphonic.internal", mac: "0a:1b:2c:3d:4e:5f", virtualIP: "100.64.0.8", publicKey: key },
+    ],
+  },
+  { type: SignalType.BindKeyRequest, requestId: 16, nodeId: 3, publicKey: key },
+  { type: SignalType.BindKeyAck, requestId: 17, nodeId: 3 },
   { type: SignalType.Register, requestId: 5, localEndpoints: [parseEndpoint("192.168.2.2:7000")] },
   { type: SignalType.Registered, requestId: 6, observed: parseEndpoint("198.18.0.30:1024"), napt: true, keepaliveIntervalMs: 15000 },
   { type: SignalType.Keepalive, seq: 7 },
@@ -78,7 +92,7 @@ test("signaling rejects trailing bytes", () => {
 });
 
 test("signaling rejects out-of-domain fields", () => {
-  const bad = encodeSignal(samples[10]!);
+  const bad = encodeSignal(samples.find((m) => m.type === SignalType.RouteResponse)!);
   const pathOffset = 1 + 4 + 4; // type, request id, route id
   const copy = Buffer.from(bad);
   copy[pathOffset] = 3;

@@ -5,7 +5,7 @@ import { ServiceSelection, startCloud } from "../cloud/cloud.js";
 import { loadSettings } from "../cloud/settings.js";
 import { ControlServer } from "../util/control-socket.js";
 import { logger } from "../util/log.js";
-import { UsageError, intOption, waitForSignal } from "./common.js";
+import { UsageError, intOption, portOption, waitForSignal } from "./common.js";
 
 export const CLOUD_USAGE = `cyphonic cloud|as|nms|trs --state DIR --advertise ADDRESS [options]
   --state DIR            state directory: database and service keys (created 0700)
@@ -43,13 +43,13 @@ export async function runCloud(command: string, argv: string[]): Promise<void> {
     advertise: values.advertise ?? "",
     bind: values.bind,
     ports: {
-      as: intOption(values["as-port"], DEFAULT_PORTS.as, "--as-port"),
-      nms: intOption(values["nms-port"], DEFAULT_PORTS.nms, "--nms-port"),
-      trs: intOption(values["trs-port"], DEFAULT_PORTS.trs, "--trs-port"),
+      as: portOption(values["as-port"], DEFAULT_PORTS.as, "--as-port"),
+      nms: portOption(values["nms-port"], DEFAULT_PORTS.nms, "--nms-port"),
+      trs: portOption(values["trs-port"], DEFAULT_PORTS.trs, "--trs-port"),
     },
     overlayDomain: settings.overlayDomain,
     pool: settings.pool,
-    keepaliveIntervalMs: intOption(values["keepalive-ms"], 5_000, "--keepalive-ms"),
+    keepaliveIntervalMs: intOption(values["keepalive-ms"], 5_000, "--keepalive-ms", 1_000, 60_000),
   });
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;

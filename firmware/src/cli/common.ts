@@ -1,3 +1,4 @@
+import { Endpoint, parseEndpoint } from "../protocol/endpoint.js";
 // Helpers shared by the subcommands.
 
 /** A command-line mistake: printed with the command's usage, exit status 2. */
@@ -11,11 +12,27 @@ export class UsageError extends Error {
   }
 }
 
-export function intOption(value: string | undefined, fallback: number, flag: string): number {
+/** Parses a whole-number flag within [min, max]; absent gives the fallback. */
+export function intOption(value: string | undefined, fallback: number, flag: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n)) throw new UsageError(`${flag} must be a whole number, got "${value}"`, "");
+  const n = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`${flag} must be a whole number from ${min} to ${max}, got "${value}"`, "");
+  }
   return n;
+}
+
+export function portOption(value: string | undefined, fallback: number, flag: string, allowZero = false): number {
+  return intOption(value, fallback, flag, allowZero ? 0 : 1, 65535);
+}
+
+/** Parses an ADDRESS:PORT flag, turning a parse error into a usage error. */
+export function endpointOption(value: string, flag: string): Endpoint {
+  try {
+    return parseEndpoint(value);
+  } catch (err) {
+    throw new UsageError(`${flag}: ${(err as Error).message}`, "");
+  }
 }
 
 export function waitForSignal(): Promise<NodeJS.Signals> {

@@ -1,11 +1,12 @@
 // The `cyphonic` program: one binary, a subcommand per role.
+import { SettingsError } from "../cloud/settings.js";
 import { ProvisioningError } from "../node/provision.js";
 import { TokenFileError } from "../node/token-file.js";
 import { logger, setDefaultLogLevel } from "../util/log.js";
 import { ADMIN_USAGE, runAdmin } from "./admin-command.js";
 import { CLOUD_USAGE, runCloud } from "./cloud-command.js";
 import { UsageError } from "./common.js";
-import { NODE_USAGE, STATUS_USAGE, runNode, runStatus } from "./node-command.js";
+import { ADAPTER_USAGE, NODE_USAGE, STATUS_USAGE, runNode, runStatus } from "./node-command.js";
 
 const USAGE = `usage: cyphonic COMMAND [options]
 
@@ -14,6 +15,7 @@ commands:
   as|nms|trs  run one cloud service
   admin     operator commands: nodes and provisioning tokens
   node      run the node daemon
+  adapter   run the node daemon and serve unmodified devices on a LAN NIC
   status    show a running node's tunnels and counters
 
 ${CLOUD_USAGE}
@@ -21,6 +23,8 @@ ${CLOUD_USAGE}
 ${ADMIN_USAGE}
 
 ${NODE_USAGE}
+
+${ADAPTER_USAGE}
 
 ${STATUS_USAGE}
 `;
@@ -38,6 +42,8 @@ async function main(argv: string[]): Promise<void> {
       return runAdmin(rest);
     case "node":
       return runNode(rest);
+    case "adapter":
+      return runNode(rest, true);
     case "status":
       setDefaultLogLevel("warn");
       return runStatus(rest);
@@ -64,7 +70,7 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`cyphonic: ${err.message}; see "cyphonic help"\n`);
       process.exit(2);
     }
-    if (err instanceof TokenFileError || err instanceof ProvisioningError) {
+    if (err instanceof TokenFileError || err instanceof ProvisioningError || err instanceof SettingsError) {
       process.stderr.write(`cyphonic: ${(err as Error).message}\n`);
       logger("main").error({ err }, "fatal error");
       process.exit(2);

@@ -1,11 +1,11 @@
 // `cyphonic node`: the node daemon, and `cyphonic status` that asks it.
 import { parseArgs } from "node:util";
-import { parseEndpoint } from "../protocol/endpoint.js";
 import { controlRequest } from "../util/control-socket.js";
-import { NodeDaemon } from "../node/daemon.js";
+import { AdapterDaemon } from "../adapter/adapter-daemon.js";
+import { NodeConfig, NodeDaemon } from "../node/daemon.js";
 import { NodeStatus, formatStatus } from "../node/status.js";
 import { logger } from "../util/log.js";
-import { UsageError, intOption, waitForSignal } from "./common.js";
+import { UsageError, endpointOption, intOption, portOption, waitForSignal } from "./common.js";
 
 const DEFAULT_CONTROL_SOCKET = "/run/cyphonic/node.sock";
 
@@ -20,10 +20,18 @@ export const NODE_USAGE = `cyphonic node --state DIR [options]
 
 export const STATUS_USAGE = `cyphonic status [--control PATH] [--json]`;
 
-export async function runNode(argv: string[]): Promise<void> {
+export const ADAPTER_USAGE = `cyphonic adapter --state DIR --lan IFACE [options]
+  the node daemon's options, and:
+  --lan IFACE              the NIC towards the general nodes (DHCP, DNS, forwarding)
+  --lease-seconds N        DHCP lease time (default 3600)`;
+
+/** Runs the node daemon, or with adapter set, the adapter (a node that also serves its LAN). */
+export async function runNode(argv: string[], adapter = false): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
+      lan: { type: "string" },
+      "lease-seconds": { type: "string" },
       state: { type: "string" },
       "token-file": { type: "string" },
       port: { type: "string" },
@@ -34,16 +42,21 @@ export async function runNode(argv: string[]): Promise<void> {
     },
     strict: true,
   });
-  if (!values.state) throw new UsageError("--state DIR is required", NODE_USAGE);
-  const daemon = new NodeDaemon({
+  const usage = adapter ? ADAPTER_USAGE : NODE_USAGE;
+  if (!values.state) throw new UsageError("--state DIR is required", usage);
+  if (!adapter && (values.lan || values["lease-seconds"])) throw new UsageError("--lan and --lease-seconds belong to `cyphonic adapter`", usage);
+  if (adapter && !values.lan) throw new UsageError("--lan IFACE is required: the NIC the general nodes are plugged into", usage);
+  const config: NodeConfig = {
     stateDir: values.state,
     tokenFile: values["token-file"] ?? null,
-    port: intOption(values.port, 7000, "--port"),
+    port: portOption(values.port, 7000, "--port", true),
     tunName: values.tun ?? "cyph0",
     controlSocket: values.control ?? DEFAULT_CONTROL_SOCKET,
-    dnsListen: values["dns-listen"]?.map(parseEndpoint) ?? "virtual-ip",
-    dnsUpstream: values["dns-upstream"] ? parseEndpoint(values["dns-upstream"]) : null,
-  });
+    dnsListen: values["dns-listen"]?.map((v) => endpointOption(v, "--dns-listen")) ?? "virtual-ip",
+    dnsUpstream: values["dns-upstream"] ? endpointOption(values["dns-upstream"], "--dns-upstream") : null,
+  };
+  const leaseSeconds = intOption(values["lease-seconds"], 3600, "--lease-seconds", 10, 7 * 86_400);
+  const daemon = adapter ? new AdapterDaemon({ ...config, lanInterface: values.lan!, leaseSeconds }) : new NodeDaemon(config);
   await daemon.start();
   const signal = await waitForSignal();
   logger("node").info({ signal }, "stopping");

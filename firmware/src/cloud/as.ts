@@ -3,7 +3,8 @@
 // the session's static key to its node record) or, once provisioned, asks for
 // its configuration again. Both answers carry the node's identity and the NMS
 // and TRS endpoints and keys.
-import { ServiceInfo, Signal, SignalType } from "../protocol/signaling.js";
+import { createHash } from "node:crypto";
+import { GENERAL_NODES_PAGE_SIZE, GeneralNodeEntry, ServiceInfo, Signal, SignalType } from "../protocol/signaling.js";
 import { Peer } from "../transport/peer.js";
 import { SignalChannel } from "../transport/signal-channel.js";
 import { KeyPair } from "../protocol/crypto.js";
@@ -15,8 +16,8 @@ const log = logger("as");
 
 /** Sessions of clients idle this long are forgotten: AS exchanges are one request each. */
 const IDLE_PEER_MS = 120_000;
-/** Upper bound of concurrent AS clients, so unauthenticated initiations cannot exhaust memory. */
-const MAX_PEERS = 10_000;
+/** Upper bound of AS clients held at once, so unauthenticated initiations cannot exhaust memory. */
+const MAX_PEERS = 4_096;
 
 export interface AsOptions {
   store: CloudStore;
@@ -29,18 +30,15 @@ export interface AsOptions {
 export class AuthenticationService {
   readonly channel: SignalChannel<null>;
   private readonly pruneTimer: NodeJS.Timeout;
+  /** AS peers by key, in order of last use. */
+  private readonly recent = new Map<string, Peer<null>>();
 
   constructor(private readonly opts: AsOptions) {
     this.channel = new SignalChannel<null>(
       opts.identity,
       {
         // Any key may talk to the AS: the messages themselves are authorized.
-        acceptInitiation: (key) => {
-          const existing = this.channel.engine.peer(key);
-          if (existing) return { peer: existing };
-          if (this.peerCount() >= MAX_PEERS) return { reject: "unknown_peer" };
-          return { peer: this.channel.engine.addPeer(new Peer<null>(key, null, null, false)) };
-        },
+        acceptInitiation: (key) => ({ peer: this.admit(key) }),
         onSignal: (peer, signal) => this.handle(peer, signal),
       },
       log,
@@ -66,6 +64,10 @@ export class AuthenticationService {
         return this.redeem(peer, signal.requestId, signal.token);
       case SignalType.HelloRequest:
         return this.hello(peer, signal.requestId);
+      case SignalType.GeneralNodesRequest:
+        return this.listGeneralNodes(peer, signal.requestId, signal.offset);
+      case SignalType.BindKeyRequest:
+        return this.bindKey(peer, signal.requestId, signal.nodeId, signal.publicKey);
       default:
         this.channel.engine.counters.add("drop.unexpected_signal");
     }
@@ -91,6 +93,35 @@ export class AuthenticationService {
     this.welcome(peer, requestId, node);
   }
 
+  /** The adapter this session's key belongs to, or null after sending the error. */
+  private adapterOf(peer: Peer<null>, requestId: number): NodeRecord | null {
+    const node = this.opts.store.getNodeByPublicKey(peer.publicKey);
+    if (node?.kind === "adapter") return node;
+    this.channel.engine.counters.add("as.not_an_adapter");
+    this.channel.signal(peer, { type: SignalType.Error, requestId, code: "not_an_adapter", message: "only a provisioned adapter may manage general nodes" });
+    return null;
+  }
+
+  private listGeneralNodes(peer: Peer<null>, requestId: number, offset: number): void {
+    const adapter = this.adapterOf(peer, requestId);
+    if (!adapter) return;
+    const all = this.opts.store.listGeneralNodes(adapter.id).map(toEntry);
+    const version = registryVersion(all);
+    const entries = all.slice(offset, offset + GENERAL_NODES_PAGE_SIZE);
+    this.channel.signal(peer, { type: SignalType.GeneralNodes, requestId, version, total: all.length, offset, entries });
+  }
+
+  private bindKey(peer: Peer<null>, requestId: number, nodeId: number, publicKey: Buffer): void {
+    const adapter = this.adapterOf(peer, requestId);
+    if (!adapter) return;
+    try {
+      this.opts.store.bindGeneralNodeKey(adapter.id, nodeId, publicKey);
+      this.channel.signal(peer, { type: SignalType.BindKeyAck, requestId, nodeId });
+    } catch (err) {
+      this.fail(peer, requestId, err);
+    }
+  }
+
   private welcome(peer: Peer<null>, requestId: number, node: NodeRecord): void {
     this.channel.signal(peer, {
       type: SignalType.Welcome,
@@ -114,17 +145,48 @@ export class AuthenticationService {
     this.channel.signal(peer, { type: SignalType.Error, requestId, code, message });
   }
 
-  private peerCount(): number {
-    let n = 0;
-    for (const _ of this.channel.engine.allPeers()) n++;
-    return n;
+  /**
+   * Returns the peer for key, most recently used last. When the table is full
+   * the least recently used peer is dropped, so keys made up by a flood push
+   * each other out instead of locking new nodes out.
+   */
+  private admit(key: Buffer): Peer<null> {
+    const hex = key.toString("hex");
+    const existing = this.recent.get(hex);
+    if (existing) {
+      this.recent.delete(hex);
+      this.recent.set(hex, existing);
+      return existing;
+    }
+    if (this.recent.size >= MAX_PEERS) {
+      const [oldestKey, oldest] = this.recent.entries().next().value as [string, Peer<null>];
+      this.recent.delete(oldestKey);
+      this.channel.engine.removePeer(oldest);
+      this.channel.engine.counters.add("as.peers_evicted");
+    }
+    const peer = this.channel.engine.addPeer(new Peer<null>(key, null, null, false));
+    this.recent.set(hex, peer);
+    return peer;
   }
 
   private prune(): void {
     const now = Date.now();
-    for (const peer of [...this.channel.engine.allPeers()]) {
+    for (const [hex, peer] of this.recent) {
       const last = Math.max(peer.current?.lastReceivedMs ?? 0, peer.lastHandshakeMs);
-      if (now - last > IDLE_PEER_MS) this.channel.engine.removePeer(peer);
+      if (now - last <= IDLE_PEER_MS) continue;
+      this.recent.delete(hex);
+      this.channel.engine.removePeer(peer);
     }
   }
+}
+
+function toEntry(n: NodeRecord): GeneralNodeEntry {
+  return { nodeId: n.id, fqdn: n.fqdn, mac: n.mac ?? "00:00:00:00:00:00", virtualIP: n.virtualIP, publicKey: n.publicKey };
+}
+
+/** A digest of the whole list: the adapter refetches every page only when it changes. */
+function registryVersion(entries: GeneralNodeEntry[]): number {
+  const h = createHash("sha256");
+  for (const e of entries) h.update(`${e.nodeId}|${e.fqdn}|${e.mac}|${e.virtualIP}|${e.publicKey?.toString("hex") ?? ""}\n`);
+  return h.digest().readUInt32BE(0);
 }

@@ -6,6 +6,19 @@ export const DEFAULT_PORTS = { as: 7400, nms: 7401, trs: 7402 } as const;
 export const DEFAULT_OVERLAY_DOMAIN = "cyphonic.internal";
 export const DEFAULT_POOL = "100.64.0.0/16";
 
+export const overlayDomainSchema = z
+  .string()
+  .max(200, "overlay domain must leave room for node names within 253 bytes")
+  .regex(/^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "overlay domain must be lower-case DNS labels, such as cyphonic.internal");
+
+export const poolSchema = z
+  .string()
+  .regex(/^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})\/(\d{1,2})$/, "pool must be an IPv4 CIDR such as 100.64.0.0/16")
+  .refine((cidr) => {
+    const [address, prefix] = cidr.split("/");
+    return net.isIPv4(address!) && Number(prefix) >= 8 && Number(prefix) <= 30;
+  }, "pool must be an IPv4 CIDR with a prefix length from 8 to 30");
+
 export const cloudConfigSchema = z.object({
   stateDir: z.string().min(1, "state directory is required (--state DIR)"),
   /** Address nodes use to reach the services; sent to nodes in their configuration. */
@@ -17,8 +30,8 @@ export const cloudConfigSchema = z.object({
     nms: z.number().int().min(1).max(65535),
     trs: z.number().int().min(1).max(65535),
   }),
-  overlayDomain: z.string().regex(/^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "overlay domain must be lower-case DNS labels"),
-  pool: z.string().regex(/^\d+\.\d+\.\d+\.\d+\/\d+$/, "pool must be an IPv4 CIDR such as 100.64.0.0/16"),
+  overlayDomain: overlayDomainSchema,
+  pool: poolSchema,
   keepaliveIntervalMs: z.number().int().min(1000).max(60_000),
 });
 

@@ -2,8 +2,10 @@
 // reached and whether a NAPT sits in front of it), keep-alives, and route
 // selection between two nodes with instructions pushed to both ends.
 import { KeyPair } from "../protocol/crypto.js";
-import { Endpoint, formatEndpoint, sameEndpoint } from "../protocol/endpoint.js";
-import { Role, RouteInfo, ServiceInfo, Signal, SignalType } from "../protocol/signaling.js";
+import { Endpoint, formatEndpoint, isRoutableUnicast, sameEndpoint } from "../protocol/endpoint.js";
+import { Role, RouteInfo, RouteTarget, ServiceInfo, Signal, SignalType } from "../protocol/signaling.js";
+import { shortKey } from "../transport/secure-endpoint.js";
+import { KeyedRateLimiter } from "../util/rate-limit.js";
 import { Peer } from "../transport/peer.js";
 import { Source } from "../transport/path.js";
 import { SignalChannel } from "../transport/signal-channel.js";
@@ -12,6 +14,12 @@ import { NodeLocation, selectRoute } from "./route-selection.js";
 import { CloudStore, LocationRecord, NodeRecord } from "./store/index.js";
 
 const log = logger("nms");
+
+/** Route requests one node may make, per second and in a burst. */
+const ROUTE_REQUESTS_PER_SECOND = 20;
+const ROUTE_REQUEST_BURST = 40;
+/** RFC 1035 section 3.1 limits a name to 255 octets on the wire, 253 as text. */
+const MAX_FQDN_BYTES = 253;
 
 /** A node not heard from for this many keep-alive intervals counts as offline. */
 const OFFLINE_AFTER_INTERVALS = 3;
@@ -41,6 +49,7 @@ export class NodeManagementService {
   private readonly pending = new Map<number, PendingInstruction>();
   private nextInstructionId = 1;
   private readonly retryTimer: NodeJS.Timeout;
+  private readonly routeLimiter = new KeyedRateLimiter<number>(ROUTE_REQUESTS_PER_SECOND, ROUTE_REQUEST_BURST);
 
   constructor(private readonly opts: NmsOptions) {
     this.channel = new SignalChannel<NodeTag>(
@@ -92,8 +101,11 @@ export class NodeManagementService {
 
   private register(peer: Peer<NodeTag>, requestId: number, localEndpoints: Endpoint[], source: Source): void {
     if (source.kind !== "direct") return;
+    // Peers on the same site receive these addresses: only ones they could send to.
+    const usable = localEndpoints.filter((e) => isRoutableUnicast(e.address));
+    if (usable.length !== localEndpoints.length) this.channel.engine.counters.add("register.unusable_endpoints", localEndpoints.length - usable.length);
     const location = this.opts.store.registerLocation(peer.tag.nodeId, {
-      localAddresses: localEndpoints.map(formatEndpoint),
+      localAddresses: usable.map(formatEndpoint),
       observedAddress: source.endpoint.address,
       observedPort: source.endpoint.port,
     });
@@ -129,15 +141,18 @@ export class NodeManagementService {
     log.info({ node: peer.tag.nodeId, endpoint: formatEndpoint(to.endpoint), napt: location.napt }, "node endpoint changed");
   }
 
-  private routeRequest(peer: Peer<NodeTag>, requestId: number, target: { fqdn: string } | { virtualIP: string }): void {
+  private routeRequest(peer: Peer<NodeTag>, requestId: number, target: RouteTarget): void {
     const store = this.opts.store;
     const fail = (code: string, message: string) => {
       this.channel.engine.counters.add(`route.${code}`);
       this.channel.signal(peer, { type: SignalType.Error, requestId, code, message });
     };
+    // Each request makes the NMS push an instruction to the other end: a node may not flood them.
+    if (!this.routeLimiter.allow(peer.tag.nodeId)) return fail("rate_limited", `more than ${ROUTE_REQUESTS_PER_SECOND} route requests per second`);
+    if ("fqdn" in target && target.fqdn.length > MAX_FQDN_BYTES) return fail("invalid_name", `FQDN longer than ${MAX_FQDN_BYTES} bytes`);
     const requester = store.getNodeById(peer.tag.nodeId);
-    const node = "fqdn" in target ? store.getNodeByFqdn(target.fqdn) : store.getNodeByVirtualIP(target.virtualIP);
-    const targetText = "fqdn" in target ? target.fqdn : target.virtualIP;
+    const node = targetNode(store, target);
+    const targetText = "fqdn" in target ? target.fqdn : "virtualIP" in target ? target.virtualIP : `key ${shortKey(target.staticKey)}`;
     if (!requester) return fail("not_found", "requesting node no longer exists");
     if (!node || !node.publicKey) return fail("not_found", `no provisioned node ${targetText}`);
     if (node.id === requester.id) return fail("self", `${targetText} is the requesting node`);
@@ -221,6 +236,12 @@ export class NodeManagementService {
     for (const peer of this.channel.engine.allPeers()) if (peer.tag.nodeId === nodeId) return peer;
     return undefined;
   }
+}
+
+function targetNode(store: CloudStore, target: RouteTarget): NodeRecord | undefined {
+  if ("fqdn" in target) return store.getNodeByFqdn(target.fqdn);
+  if ("virtualIP" in target) return store.getNodeByVirtualIP(target.virtualIP);
+  return store.getNodeByPublicKey(target.staticKey);
 }
 
 function peerInfo(node: NodeRecord, endpoints: Endpoint[]): RouteInfo["peer"] {

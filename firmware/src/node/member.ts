@@ -5,13 +5,14 @@
 import { KeyPair } from "../protocol/crypto.js";
 import { Endpoint, bytesToIPv4, ipv4ToNumber } from "../protocol/endpoint.js";
 import { readIPv4Header } from "../protocol/ipv4.js";
-import { RouteInfo, ServiceInfo, Signal, SignalType } from "../protocol/signaling.js";
+import { RouteInfo, RouteTarget, ServiceInfo, Signal, SignalType } from "../protocol/signaling.js";
 import { EndpointMux } from "../transport/endpoint-mux.js";
 import { PeerPath, Source, describePath } from "../transport/path.js";
 import { Peer } from "../transport/peer.js";
 import { SignalChannel } from "../transport/signal-channel.js";
 import { Counters } from "../util/counters.js";
 import { Logger, RateLimitedLog } from "../util/log.js";
+import { KeyedRateLimiter } from "../util/rate-limit.js";
 import { NmsLink } from "./nms-link.js";
 import { RequestTracker } from "./requests.js";
 import { OverlayResolver } from "./resolver.js";
@@ -39,6 +40,9 @@ export class Member {
   private trsPeer: Peer<NodePeerTag> | null = null;
   private readonly routeAsked = new Map<number, number>();
   private readonly dropLog: RateLimitedLog;
+  /** Route requests for unknown handshake keys: a few per second overall, one per key per 5 s. */
+  private readonly learnLimiter = new KeyedRateLimiter<string>(5, 10);
+  private readonly learnPerKey = new KeyedRateLimiter<string>(0.2, 1, 1024);
 
   constructor(
     readonly identity: MemberIdentity,
@@ -57,7 +61,9 @@ export class Member {
       {
         acceptInitiation: (key) => {
           const peer = this.channel.engine.peer(key);
-          return peer?.tag.kind === "tunnel" ? { peer } : { reject: "unknown_peer" };
+          if (peer?.tag.kind === "tunnel") return { peer };
+          this.learnPeer(key);
+          return { reject: "unknown_peer" };
         },
         onSignal: (peer, signal, source) => this.onSignal(peer, signal, source),
         onPacket: (peer, packet) => this.onTunnelPacket(peer, packet),
@@ -89,7 +95,7 @@ export class Member {
   }
 
   /** Asks the NMS for a route to target and sets up the tunnel it describes. */
-  async connect(target: { fqdn: string } | { virtualIP: string }): Promise<Peer<NodePeerTag>> {
+  async connect(target: RouteTarget): Promise<Peer<NodePeerTag>> {
     const route = await this.nms.requestRoute(target);
     return this.applyRoute(route);
   }
@@ -109,15 +115,16 @@ export class Member {
     const relayKey = route.relay?.staticKey.toString("hex") ?? "";
     if (route.relay) this.ensureRelay(route.relay.staticKey, route.relay.endpoint);
     const existing = this.channel.engine.peer(route.peer.staticKey);
+    const before = existing?.path ? describePath(existing.path) : null;
     const { peer, initiate } = this.tunnels.apply(route, existing, relayKey);
     this.channel.engine.addPeer(peer);
     // Behind NAPT, keep the tunnel's mapping open so the peer can always send.
     peer.persistentKeepaliveMs = this.nms.napted ? NAPT_TUNNEL_KEEPALIVE_MS : 0;
     if (initiate && !peer.current && !peer.handshake) this.channel.engine.initiate(peer);
-    this.log.info(
-      { peer: route.peer.fqdn, virtualIP: route.peer.virtualIP, route: route.routeId, path: peer.path ? describePath(peer.path) : "none", reason: route.reason, initiate },
-      "route applied",
-    );
+    const path = peer.path ? describePath(peer.path) : "none";
+    // Repeated instructions for an unchanged route are routine: log only news.
+    const level = existing && before === path ? "debug" : "info";
+    this.log[level]({ peer: route.peer.fqdn, virtualIP: route.peer.virtualIP, route: route.routeId, path, reason: route.reason, initiate }, "route applied");
     return peer;
   }
 
@@ -152,6 +159,21 @@ export class Member {
       return;
     }
     this.counters.add("drop.unexpected_signal");
+  }
+
+  /**
+   * A handshake from a key with no tunnel here: after a restart this member
+   * forgot its tunnels while peers still know it. The NMS decides whether the
+   * key may reach this member; if so, its route arrives and the peer's next
+   * retransmitted initiation is accepted. Rate-limited, because any sender
+   * can make up keys.
+   */
+  private learnPeer(key: Buffer): void {
+    const hex = key.toString("hex");
+    if (!this.learnLimiter.allow("all") || !this.learnPerKey.allow(hex)) return;
+    this.connect({ staticKey: Buffer.from(key) }).catch((err: Error) => {
+      this.dropLog.warn("learn_peer", { err: err.message }, "no route for a key that sent a handshake");
+    });
   }
 
   /** Traffic to a virtual IP with no tunnel asks the NMS for a route, at most once per interval. */

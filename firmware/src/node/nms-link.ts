@@ -5,7 +5,7 @@
 // handshake and registers again by itself.
 import os from "node:os";
 import { Endpoint, formatEndpoint, sameEndpoint } from "../protocol/endpoint.js";
-import { RouteInfo, ServiceInfo, Signal, SignalType } from "../protocol/signaling.js";
+import { RouteInfo, RouteTarget, ServiceInfo, Signal, SignalType } from "../protocol/signaling.js";
 import { Peer } from "../transport/peer.js";
 import { SignalChannel } from "../transport/signal-channel.js";
 import { Logger } from "../util/log.js";
@@ -87,7 +87,7 @@ export class NmsLink {
     return true;
   }
 
-  async requestRoute(target: { fqdn: string } | { virtualIP: string }): Promise<RouteInfo> {
+  async requestRoute(target: RouteTarget): Promise<RouteInfo> {
     const reply = await this.requests.request(
       "route request",
       (requestId) => ({ type: SignalType.RouteRequest, requestId, target }),

@@ -6,6 +6,7 @@
 //   as_key=<base64, 32 bytes>         the AS static key: the node pins it
 //   token=<base64url secret>          one-time, expires
 import fs from "node:fs";
+import { isUsablePublicKey } from "../protocol/crypto.js";
 import { Endpoint, formatEndpoint, parseEndpoint } from "../protocol/endpoint.js";
 
 export interface TokenFile {
@@ -52,6 +53,7 @@ export function parseTokenFile(text: string, file = "token file"): TokenFile {
   }
   const asKey = Buffer.from(need("as_key"), "base64");
   if (asKey.length !== 32) throw new TokenFileError(file, "as_key", `invalid as_key: expected 32 bytes of base64, got ${asKey.length}`);
+  if (!isUsablePublicKey(asKey)) throw new TokenFileError(file, "as_key", "invalid as_key: not a usable X25519 public key; copy it again from the token the operator issued");
   const token = need("token");
   if (!/^[A-Za-z0-9_-]{16,256}$/.test(token)) throw new TokenFileError(file, "token", "invalid token: expected 16 to 256 base64url characters");
   return { asEndpoint, asKey, token };

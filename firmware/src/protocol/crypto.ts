@@ -3,6 +3,7 @@
 // ChaCha20-Poly1305 is chosen over AES-GCM because the Raspberry Pi 4's
 // Cortex-A72 has no AES instructions.
 import sodium from "sodium-native";
+import { ProtocolError } from "./errors.js";
 
 export const KEY_BYTES = 32;
 export const DH_BYTES = 32;
@@ -29,12 +30,32 @@ export function publicKeyOf(privateKey: Buffer): Buffer {
   return publicKey;
 }
 
-/** X25519; throws when the result is all zero (a low-order public key). */
+/**
+ * X25519. Throws ProtocolError("bad_key") for a low-order public key, whose
+ * shared secret is all zero (RFC 7748 section 6.1): such a key is an attack or
+ * garbage, never a peer.
+ */
 export function dh(privateKey: Buffer, publicKey: Buffer): Buffer {
   const out = Buffer.alloc(DH_BYTES);
-  sodium.crypto_scalarmult(out, privateKey, publicKey);
-  if (sodium.sodium_is_zero(out, out.length)) throw new Error("X25519 produced the all-zero value");
+  try {
+    // libsodium itself rejects low-order points with an exception.
+    sodium.crypto_scalarmult(out, privateKey, publicKey);
+  } catch {
+    throw new ProtocolError("bad_key", "X25519 with a low-order public key");
+  }
+  if (sodium.sodium_is_zero(out, out.length)) throw new ProtocolError("bad_key", "X25519 produced the all-zero value");
   return out;
+}
+
+/** True for a 32-byte X25519 public key that is not of low order. */
+export function isUsablePublicKey(publicKey: Buffer): boolean {
+  if (publicKey.length !== KEY_BYTES) return false;
+  try {
+    dh(generateKeyPair().privateKey, publicKey);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function randomBytes(n: number): Buffer {

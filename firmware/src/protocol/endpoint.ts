@@ -106,3 +106,18 @@ function bytesToIPv6(b: Buffer): string {
   for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i).toString(16));
   return new net.SocketAddress({ address: groups.join(":"), family: "ipv6" }).address;
 }
+
+/**
+ * True for an address a peer could send to: not unspecified, loopback,
+ * multicast, broadcast or link-local (a link-local address needs a zone that
+ * means nothing on another host).
+ */
+export function isRoutableUnicast(address: string): boolean {
+  if (net.isIPv4(address)) {
+    const [a, b] = address.split(".").map(Number) as [number, number];
+    return !(a === 0 || a === 127 || a >= 224 || (a === 169 && b === 254));
+  }
+  if (!net.isIPv6(address)) return false;
+  const lower = address.toLowerCase();
+  return !(lower === "::" || lower === "::1" || lower.startsWith("ff") || /^fe[89ab]/.test(lower));
+}

@@ -7,6 +7,8 @@ export type DropReason =
   | "bad_reserved" // reserved bytes not zero
   | "bad_field" // a field holds a value outside its domain
   | "bad_mac" // mac1 does not match: not addressed to this static key
+  | "bad_key" // a low-order X25519 public key
+  | "rate_limited" // more handshakes from one source than the limit allows
   | "decrypt_failed" // AEAD tag mismatch: wrong key, corrupted or forged
   | "replay" // counter already seen or left of the window
   | "stale_timestamp" // handshake initiation not newer than the last one accepted

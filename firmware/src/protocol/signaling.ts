@@ -19,6 +19,10 @@ export const SignalType = {
   RedeemRequest: 0x10, // node -> AS: redeem a provisioning token for the handshake's static key
   HelloRequest: 0x12, // node -> AS: fetch the configuration of an already provisioned key
   Welcome: 0x11, // AS -> node: identity and service endpoints
+  GeneralNodesRequest: 0x13, // adapter -> AS: one page of the general nodes registered to it
+  GeneralNodes: 0x14, // AS -> adapter
+  BindKeyRequest: 0x15, // adapter -> AS: the key it generated for one of its general nodes
+  BindKeyAck: 0x16, // AS -> adapter
   Error: 0x1f, // any service -> node
   Register: 0x20, // node -> NMS: report local endpoints
   Registered: 0x21, // NMS -> node: observed endpoint and NAPT verdict
@@ -58,6 +62,22 @@ export interface RouteInfo {
   relay: ServiceInfo | null;
 }
 
+/** Whom a route request is for: a name, a virtual IP, or the static key of a node that just knocked. */
+export type RouteTarget = { fqdn: string } | { virtualIP: string } | { staticKey: Buffer };
+
+/** One general node as the AS lists it to its adapter. */
+export interface GeneralNodeEntry {
+  nodeId: number;
+  fqdn: string;
+  /** Lower-case colon form, as on the wire: 6 bytes. */
+  mac: string;
+  virtualIP: string;
+  publicKey: Buffer | null;
+}
+
+/** Entries per GeneralNodes page, so a page fits one unfragmented datagram. */
+export const GENERAL_NODES_PAGE_SIZE = 8;
+
 export type Signal =
   | { type: typeof SignalType.RedeemRequest; requestId: number; token: string }
   | { type: typeof SignalType.HelloRequest; requestId: number }
@@ -72,12 +92,16 @@ export type Signal =
       nms: ServiceInfo;
       trs: ServiceInfo;
     }
+  | { type: typeof SignalType.GeneralNodesRequest; requestId: number; offset: number }
+  | { type: typeof SignalType.GeneralNodes; requestId: number; version: number; total: number; offset: number; entries: GeneralNodeEntry[] }
+  | { type: typeof SignalType.BindKeyRequest; requestId: number; nodeId: number; publicKey: Buffer }
+  | { type: typeof SignalType.BindKeyAck; requestId: number; nodeId: number }
   | { type: typeof SignalType.Error; requestId: number; code: string; message: string }
   | { type: typeof SignalType.Register; requestId: number; localEndpoints: Endpoint[] }
   | { type: typeof SignalType.Registered; requestId: number; observed: Endpoint; napt: boolean; keepaliveIntervalMs: number }
   | { type: typeof SignalType.Keepalive; seq: number }
   | { type: typeof SignalType.KeepaliveAck; seq: number; observed: Endpoint }
-  | { type: typeof SignalType.RouteRequest; requestId: number; target: { fqdn: string } | { virtualIP: string } }
+  | { type: typeof SignalType.RouteRequest; requestId: number; target: RouteTarget }
   | { type: typeof SignalType.RouteResponse; requestId: number; route: RouteInfo }
   | { type: typeof SignalType.RouteInstruction; instructionId: number; route: RouteInfo }
   | { type: typeof SignalType.RouteInstructionAck; instructionId: number }
@@ -85,6 +109,7 @@ export type Signal =
 
 const TARGET_FQDN = 1;
 const TARGET_VIRTUAL_IP = 2;
+const TARGET_STATIC_KEY = 3;
 
 function writeService(w: Writer, s: ServiceInfo): void {
   writeEndpoint(w, s.endpoint);
@@ -125,6 +150,26 @@ function readRoute(r: Reader): RouteInfo {
   return { routeId, path, role, reason, peer, relay };
 }
 
+function readGeneralNode(r: Reader): GeneralNodeEntry {
+  const nodeId = r.u32("node id");
+  const fqdn = r.string("fqdn");
+  const mac = bytesToMac(r.fixed(6, "MAC address"));
+  const virtualIP = bytesToIPv4(r.fixed(4, "virtual IP"));
+  const hasKey = r.u8("key flag");
+  if (hasKey > 1) throw new ProtocolError("bad_field", `key flag ${hasKey}`);
+  return { nodeId, fqdn, mac, virtualIP, publicKey: hasKey ? r.fixed(KEY_BYTES, "public key") : null };
+}
+
+function macToBytes(mac: string): Buffer {
+  const b = Buffer.from(mac.replace(/:/g, ""), "hex");
+  if (b.length !== 6) throw new RangeError(`invalid MAC address "${mac}"`);
+  return b;
+}
+
+function bytesToMac(b: Buffer): string {
+  return [...b].map((x) => x.toString(16).padStart(2, "0")).join(":");
+}
+
 export function encodeSignal(m: Signal): Buffer {
   const w = new Writer().u8(m.type);
   switch (m.type) {
@@ -139,6 +184,23 @@ export function encodeSignal(m: Signal): Buffer {
       w.string(m.overlayDomain);
       writeService(w, m.nms);
       writeService(w, m.trs);
+      break;
+    case SignalType.GeneralNodesRequest:
+      w.u32(m.requestId).u16(m.offset);
+      break;
+    case SignalType.GeneralNodes:
+      if (m.entries.length > GENERAL_NODES_PAGE_SIZE) throw new RangeError(`${m.entries.length} entries exceed a page of ${GENERAL_NODES_PAGE_SIZE}`);
+      w.u32(m.requestId).u32(m.version).u16(m.total).u16(m.offset).u8(m.entries.length);
+      for (const e of m.entries) {
+        w.u32(e.nodeId).string(e.fqdn).raw(macToBytes(e.mac)).raw(ipv4ToBytes(e.virtualIP)).u8(e.publicKey ? 1 : 0);
+        if (e.publicKey) w.fixed(e.publicKey, KEY_BYTES);
+      }
+      break;
+    case SignalType.BindKeyRequest:
+      w.u32(m.requestId).u32(m.nodeId).fixed(m.publicKey, KEY_BYTES);
+      break;
+    case SignalType.BindKeyAck:
+      w.u32(m.requestId).u32(m.nodeId);
       break;
     case SignalType.Error:
       w.u32(m.requestId).string(m.code).string(m.message);
@@ -162,7 +224,8 @@ export function encodeSignal(m: Signal): Buffer {
     case SignalType.RouteRequest:
       w.u32(m.requestId);
       if ("fqdn" in m.target) w.u8(TARGET_FQDN).string(m.target.fqdn);
-      else w.u8(TARGET_VIRTUAL_IP).raw(ipv4ToBytes(m.target.virtualIP));
+      else if ("virtualIP" in m.target) w.u8(TARGET_VIRTUAL_IP).raw(ipv4ToBytes(m.target.virtualIP));
+      else w.u8(TARGET_STATIC_KEY).fixed(m.target.staticKey, KEY_BYTES);
       break;
     case SignalType.RouteResponse:
       w.u32(m.requestId);
@@ -205,6 +268,27 @@ export function decodeSignal(buf: Buffer): Signal {
       m = { type, requestId, nodeId, fqdn, virtualIP, prefixLength, overlayDomain, nms: readService(r), trs: readService(r) };
       break;
     }
+    case SignalType.GeneralNodesRequest:
+      m = { type, requestId: r.u32(), offset: r.u16("offset") };
+      break;
+    case SignalType.GeneralNodes: {
+      const requestId = r.u32();
+      const version = r.u32("version");
+      const total = r.u16("total");
+      const offset = r.u16("offset");
+      const count = r.u8("entry count");
+      if (count > GENERAL_NODES_PAGE_SIZE) throw new ProtocolError("bad_field", `${count} entries exceed a page of ${GENERAL_NODES_PAGE_SIZE}`);
+      const entries: GeneralNodeEntry[] = [];
+      for (let i = 0; i < count; i++) entries.push(readGeneralNode(r));
+      m = { type, requestId, version, total, offset, entries };
+      break;
+    }
+    case SignalType.BindKeyRequest:
+      m = { type, requestId: r.u32(), nodeId: r.u32("node id"), publicKey: r.fixed(KEY_BYTES, "public key") };
+      break;
+    case SignalType.BindKeyAck:
+      m = { type, requestId: r.u32(), nodeId: r.u32("node id") };
+      break;
     case SignalType.Error:
       m = { type, requestId: r.u32(), code: r.string("error code"), message: r.string("error message") };
       break;
@@ -230,6 +314,7 @@ export function decodeSignal(buf: Buffer): Signal {
       const kind = r.u8("route target kind");
       if (kind === TARGET_FQDN) m = { type, requestId, target: { fqdn: r.string("target fqdn") } };
       else if (kind === TARGET_VIRTUAL_IP) m = { type, requestId, target: { virtualIP: bytesToIPv4(r.fixed(4, "target IP")) } };
+      else if (kind === TARGET_STATIC_KEY) m = { type, requestId, target: { staticKey: r.fixed(KEY_BYTES, "target key") } };
       else throw new ProtocolError("bad_field", `route target kind ${kind}`);
       break;
     }

@@ -31,6 +31,8 @@ export class Peer<Tag = unknown> {
   persistentKeepaliveMs = 0;
   bytesSent = 0;
   bytesReceived = 0;
+  /** When data was first sent with nothing received since, in ms; 0 when a reply came. */
+  awaitingReplySinceMs = 0;
 
   constructor(
     readonly publicKey: Buffer,

@@ -17,6 +17,7 @@ import { consumeInitiation, consumeResponse, createInitiation, peekResponseRecei
 import { decodeTransport, mac1Key, messageTypeOf } from "../protocol/messages.js";
 import { TransportSession } from "../protocol/session.js";
 import { Counters } from "../util/counters.js";
+import { KeyedRateLimiter } from "../util/rate-limit.js";
 import { Logger, RateLimitedLog } from "../util/log.js";
 import { IndexRegistry } from "./index-registry.js";
 import { PeerPath, Source, describePath, samePath } from "./path.js";
@@ -38,6 +39,16 @@ export interface EndpointHooks<Tag> {
   onPathChanged?(peer: Peer<Tag>, from: PeerPath | null, to: Source): void;
 }
 
+/**
+ * Initiations accepted from one source address, per second and in a burst.
+ * The burst covers an adapter whose general nodes all reconnect at once from
+ * one NAPT address; retransmits (1 s, 2 s, 4 s) absorb the rest.
+ */
+const HANDSHAKES_PER_SECOND_PER_SOURCE = 32;
+const HANDSHAKE_BURST_PER_SOURCE = 64;
+/** Data sent without anything heard back for this long means the session is dead (WireGuard: KEEPALIVE + REKEY_TIMEOUT). */
+const DEAD_SESSION_MS = KEEPALIVE_TIMEOUT_MS + REKEY_TIMEOUT_MS * 5;
+
 interface IndexEntry<Tag> {
   peer: Peer<Tag>;
   session: TransportSession | null; // null while the index names a pending initiation
@@ -49,6 +60,7 @@ export class SecureEndpoint<Tag = unknown> {
   private readonly peers = new Map<string, Peer<Tag>>();
   private readonly indexes = new Map<number, IndexEntry<Tag>>();
   private readonly dropLog: RateLimitedLog;
+  private readonly handshakeLimiter = new KeyedRateLimiter<string>(HANDSHAKES_PER_SECOND_PER_SOURCE, HANDSHAKE_BURST_PER_SOURCE);
   private lastTimestampMs = 0n;
   private timer: NodeJS.Timeout | null = null;
 
@@ -93,7 +105,12 @@ export class SecureEndpoint<Tag = unknown> {
 
   removePeer(peer: Peer<Tag>): void {
     this.peers.delete(peer.keyHex);
-    for (const [index, entry] of this.indexes) if (entry.peer === peer) this.unbindIndex(index);
+    for (const index of [peer.current?.localIndex, peer.previous?.localIndex, peer.handshake?.pending.localIndex]) {
+      if (index !== undefined && this.indexes.get(index)?.peer === peer) this.unbindIndex(index);
+    }
+    peer.current = null;
+    peer.previous = null;
+    peer.handshake = null;
   }
 
   /** Sends plaintext (an IP packet or a signaling message); queues it and starts a handshake when no session is up. */
@@ -152,7 +169,7 @@ export class SecureEndpoint<Tag = unknown> {
       if (err instanceof ProtocolError) return this.drop(err.reason, source, err.message);
       // Anything else is a bug in this engine, but one datagram must not stop the process.
       this.counters.add("drop.internal_error");
-      this.log.error({ err, source: describePath(source) }, "datagram handling failed");
+      this.dropLog.warn("internal_error", { err, source: describePath(source) }, "datagram handling failed");
     }
   }
 
@@ -164,6 +181,7 @@ export class SecureEndpoint<Tag = unknown> {
     const now = this.now();
     const plaintext = session.decrypt(frame, now);
     peer.bytesReceived += datagram.length;
+    peer.awaitingReplySinceMs = 0;
     this.counters.add("transport.received");
 
     // First message under a new responder session confirms the key: make it current.
@@ -177,6 +195,11 @@ export class SecureEndpoint<Tag = unknown> {
   }
 
   private receiveInitiation(datagram: Buffer, source: Source): void {
+    // Checked before any X25519 work: an initiation costs the responder two
+    // DH operations, and a flood from one place must not starve the rest.
+    if (!this.handshakeLimiter.allow(source.kind === "direct" ? source.endpoint.address : `relay:${source.routeId}`)) {
+      return this.drop("rate_limited", source);
+    }
     const received = consumeInitiation(this.identity, this.ownMac1Key, datagram);
     const decision = this.hooks.acceptInitiation(received.remoteStatic, received.data, source);
     if ("reject" in decision) return this.drop(decision.reject, source, `initiation from ${shortKey(received.remoteStatic)}`);
@@ -189,8 +212,11 @@ export class SecureEndpoint<Tag = unknown> {
     const { datagram: response, session } = respond(received, localIndex, decision.responseData ?? Buffer.alloc(0), now);
     this.indexes.set(localIndex, { peer, session });
     this.counters.add("handshake.responses_sent");
-    if (!peer.path || !samePath(peer.path, source)) this.changePath(peer, source);
-    this.sendDatagram(response, peer.path!);
+    // An initiation can be replayed (the timestamp check lives in memory), so
+    // it does not move a known peer: the response goes to where the initiation
+    // came from, and the peer's path follows only authenticated transport data.
+    if (!peer.path) this.changePath(peer, source);
+    this.sendDatagram(response, sourcePath(source));
     this.install(peer, session);
   }
 
@@ -225,6 +251,7 @@ export class SecureEndpoint<Tag = unknown> {
   }
 
   private transmit(peer: Peer<Tag>, session: TransportSession, plaintext: Buffer, now: number): void {
+    if (plaintext.length > 0 && peer.awaitingReplySinceMs === 0) peer.awaitingReplySinceMs = now;
     const datagram = session.encrypt(plaintext, now);
     peer.bytesSent += datagram.length;
     this.sendDatagram(datagram, peer.path!);
@@ -280,6 +307,14 @@ export class SecureEndpoint<Tag = unknown> {
       this.initiate(peer);
       return;
     }
+    // Data went out and nothing came back, not even a passive keep-alive: the
+    // other end lost the session (it restarted, say), so start a new one.
+    if (peer.awaitingReplySinceMs && now - peer.awaitingReplySinceMs >= DEAD_SESSION_MS && !peer.handshake) {
+      peer.awaitingReplySinceMs = 0;
+      this.counters.add("handshake.dead_session");
+      this.initiate(peer);
+      return;
+    }
     const idleSend = now - session.lastSentMs;
     if (peer.persistentKeepaliveMs > 0 && idleSend >= peer.persistentKeepaliveMs) {
       this.sendKeepalive(peer);
@@ -316,6 +351,10 @@ export class SecureEndpoint<Tag = unknown> {
     this.counters.add(`drop.${reason}`);
     this.dropLog.warn(reason, { reason, source: describePath(source) }, detail ? `dropped datagram: ${detail}` : "dropped datagram");
   }
+}
+
+function sourcePath(source: Source): PeerPath {
+  return source.kind === "direct" ? { kind: "direct", endpoint: source.endpoint } : source;
 }
 
 export function shortKey(key: Buffer): string {

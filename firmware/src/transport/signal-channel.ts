@@ -76,8 +76,17 @@ export class SignalChannel<Tag = unknown> {
     }
   }
 
+  /** Sends a signaling message; a message that cannot be encoded is counted and logged, not thrown. */
   signal(peer: Peer<Tag>, signal: Signal): void {
-    this.engine.send(peer, encodeSignal(signal));
+    let plaintext: Buffer;
+    try {
+      plaintext = encodeSignal(signal);
+    } catch (err) {
+      this.engine.counters.add("drop.encode_failed");
+      this.badSignalLog.warn(`encode:${signal.type}`, { err, signal: signal.type }, "failed to encode a signaling message; it was not sent");
+      return;
+    }
+    this.engine.send(peer, plaintext);
   }
 
   close(): void {

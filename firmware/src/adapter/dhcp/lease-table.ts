@@ -77,16 +77,25 @@ export class LeaseTable {
     return lease && lease.expiresMs > nowMs ? lease : undefined;
   }
 
-  /** Stores a lease, replacing the client's earlier one, and returns the earlier one. */
-  bind(mac: string, address: string, expiresMs: number): LeaseRecord | undefined {
+  /**
+   * Stores a lease, replacing the client's earlier one. Returns the earlier
+   * lease and the leases this one ended: the client's lease of another address
+   * and other clients' leases of this address, because one address belongs to
+   * one client.
+   */
+  bind(mac: string, address: string, expiresMs: number): { previous: LeaseRecord | undefined; ended: LeaseRecord[] } {
     const previous = this.leasesByMac.get(mac);
-    // One address belongs to one client, so another client's lease of it ends here.
+    const ended: LeaseRecord[] = [];
+    if (previous && previous.address !== address) ended.push(previous);
     for (const [otherMac, other] of this.leasesByMac) {
-      if (other.address === address && otherMac !== mac) this.leasesByMac.delete(otherMac);
+      if (other.address === address && otherMac !== mac) {
+        this.leasesByMac.delete(otherMac);
+        ended.push(other);
+      }
     }
     this.leasesByMac.set(mac, { mac, address, expiresMs });
     this.declinedByAddress.delete(address);
-    return previous;
+    return { previous, ended };
   }
 
   /** Removes the lease of `mac` and returns it. */

@@ -18,10 +18,6 @@ export function ipv4ToUint32(address: string): number | null {
   return address.split(".").reduce((value, octet) => value * 256 + Number(octet), 0);
 }
 
-export function uint32ToIPv4(value: number): string {
-  return [value >>> 24, (value >>> 16) & 0xff, (value >>> 8) & 0xff, value & 0xff].join(".");
-}
-
 function prefixMask(prefixLength: number): number {
   // A shift by 32 is a shift by 0 in JavaScript, so /32 is computed separately.
   return prefixLength === 32 ? 0xffffffff : (0xffffffff << (32 - prefixLength)) >>> 0;

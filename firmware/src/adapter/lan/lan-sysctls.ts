@@ -23,8 +23,8 @@ const SAVED_VALUE_PATTERN = /^[0-9]{1,2}$/;
 /**
  * Returns the settings for `lanInterface`:
  * - ip_forward=1, because the adapter routes between the LAN and the TUN device.
- * - proxy_arp=1, so the adapter answers ARP requests for overlay addresses
- *   with its own MAC (RFC 1027). The kernel answers only when the route to the
+ * - proxy_arp=1, so the adapter replies to ARP requests for overlay addresses
+ *   with its own MAC (RFC 1027). The kernel replies only when the route to the
  *   requested address leaves through another interface, here the TUN device.
  * - rp_filter=1, the strict reverse-path check of RFC 3704 section 3.2. Every
  *   general node has a /32 route on the LAN, so the kernel drops packets whose
@@ -33,9 +33,9 @@ const SAVED_VALUE_PATTERN = /^[0-9]{1,2}$/;
  *   arrives. The kernel uses the larger of conf/all and conf/<lan>, so
  *   all.rp_filter=2 makes the check loose. Then only the nftables
  *   (MAC, IP) check filters, and it is the anti-spoofing check in any case.
- * - arp_ignore=1, so ARP requests get an answer only for addresses assigned
- *   to the LAN interface and the LAN does not learn the adapter's underlay
- *   addresses. Proxy ARP answers are not affected.
+ * - arp_ignore=1, so the kernel replies to ARP requests only for addresses
+ *   assigned to the LAN interface, and the LAN does not learn the adapter's
+ *   underlay addresses. Proxy ARP replies are not affected.
  */
 export function lanSysctlSettings(lanInterface: string): SysctlSetting[] {
   return [

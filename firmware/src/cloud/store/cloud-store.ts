@@ -150,6 +150,27 @@ export class CloudStore {
     return this.locations.get(nodeId);
   }
 
+  /** Returns the general nodes registered to adapter `adapterId`, in ascending id order. */
+  listGeneralNodes(adapterId: number): NodeRecord[] {
+    return this.nodes.list().filter((n) => n.kind === "general" && n.adapterId === adapterId);
+  }
+
+  /**
+   * Binds the key an adapter generated for one of its general nodes. Only the
+   * owning adapter may do so; it may replace an earlier key (after it lost its
+   * key store, say). Raises "node_not_found", "not_owner" or "key_in_use".
+   */
+  bindGeneralNodeKey(adapterId: number, nodeId: number, publicKey: Buffer): NodeRecord {
+    const node = this.nodes.getById(nodeId);
+    if (!node || node.kind !== "general") throw new StoreError("node_not_found", `General node ${nodeId} does not exist.`);
+    if (node.adapterId !== adapterId) throw new StoreError("not_owner", `General node ${nodeId} belongs to another adapter.`);
+    const holder = this.nodes.getByPublicKey(publicKey);
+    if (holder && holder.id !== nodeId) throw new StoreError("key_in_use", `Public key is already bound to node ${holder.id}.`);
+    this.nodes.setPublicKey(nodeId, publicKey);
+    log.info({ node: nodeId, adapter: adapterId }, "general node key bound");
+    return this.nodes.getById(nodeId)!;
+  }
+
   /** The route between two nodes, created with a random id on first use. */
   routeFor(nodeX: number, nodeY: number, now = Date.now()): RouteRecord {
     return this.routes.routeFor(nodeX, nodeY, now);

@@ -14,6 +14,7 @@ export type StoreErrorCode =
   | "key_in_use"
   | "node_not_found"
   | "not_an_adapter"
+  | "not_owner"
   | "pool_exhausted"
   | "token_invalid"
   | "token_expired"

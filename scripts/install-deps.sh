@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   iproute2 nftables iputils-ping iperf3 tcpdump dnsutils netcat-openbsd
-  procps psmisc
+  udhcpc isc-dhcp-client busybox wget procps psmisc
 )
 
 missing=()

@@ -90,7 +90,8 @@ describe("adapter", { timeout: 300_000 }, () => {
     setResolver("gn", env.dns!);
 
     // SIGUSR1 makes udhcpc renew at once (RENEWING: unicast to the server).
-    await udhcpc.kill("SIGUSR1");
+    // udhcpc keeps running and renews by itself for the rest of the suite.
+    process.kill(udhcpc.pid, "SIGUSR1");
     await waitFor("udhcpc renewal", () => fs.existsSync(path.join(records.gn, "renew.env")), 10_000);
     assert.equal(readEnv(path.join(records.gn, "renew.env")).ip, gn.virtualIP);
   });
@@ -105,13 +106,8 @@ describe("adapter", { timeout: 300_000 }, () => {
         `  renew 4 2037/01/01 00:00:00;\n  rebind 4 2037/01/01 00:00:00;\n  expire 4 2037/01/01 00:00:00;\n}\n`,
     );
     const before = (await overlay.status("ad1")).counters;
-    const r = await lab.exec(
-      "gn2",
-      ["dhclient", "-1", "-v", "-d", "--no-pid", "-sf", script(records.gn2, "dhclient-script.sh"), "-lf", leases, GN_IF],
-      { timeoutMs: 40_000 },
-    ).catch((e: Error) => ({ code: -1, stdout: "", stderr: e.message }));
-    // -d keeps dhclient in the foreground; it is killed by the timeout once bound, so look at the records.
-    void r;
+    // -d keeps dhclient in the foreground, renewing, until the lab is taken down.
+    lab.spawn("gn2", ["dhclient", "-v", "-d", "--no-pid", "-sf", script(records.gn2, "dhclient-script.sh"), "-lf", leases, GN_IF]);
     await waitFor("dhclient bound", () => fs.existsSync(path.join(records.gn2, "dhclient-BOUND.env")), 30_000);
     const env = readEnv(path.join(records.gn2, "dhclient-BOUND.env"));
     assert.equal(env.new_ip_address, gn2.virtualIP);
@@ -119,7 +115,7 @@ describe("adapter", { timeout: 300_000 }, () => {
     assert.equal(env.new_domain_name_servers, adapter.virtualIP);
     assert.equal(env.new_interface_mtu, ADAPTER_MTU);
     const afterCounters = (await overlay.status("ad1")).counters;
-    const naks = (afterCounters["dhcp.sent.nak"] ?? 0) - (before["dhcp.sent.nak"] ?? 0);
+    const naks = (afterCounters["dhcp.tx.nak"] ?? 0) - (before["dhcp.tx.nak"] ?? 0);
     assert.ok(naks >= 1, `NAKs sent: ${naks}; counters ${JSON.stringify(afterCounters)}`);
     setResolver("gn2", env.new_domain_name_servers!);
   });
@@ -190,7 +186,7 @@ describe("adapter", { timeout: 300_000 }, () => {
     const wan = await lab.exec("nata", ["udhcpc", "-n", "-q", "-f", "-i", "lan0", "-s", "/bin/true", "-t", "3", "-T", "1"], { timeoutMs: 20_000 });
     assert.notEqual(wan.code, 0, `the WAN side got a lease: ${wan.stdout}${wan.stderr}`);
     const afterCounters = (await overlay.status("ad1")).counters;
-    const unknownDrops = (afterCounters["dhcp.drop.unknown_mac"] ?? 0) - (before["dhcp.drop.unknown_mac"] ?? 0);
+    const unknownDrops = (afterCounters["dhcp.drop.unknown_client"] ?? 0) - (before["dhcp.drop.unknown_client"] ?? 0);
     assert.ok(unknownDrops >= 1, `unknown-MAC drops ${unknownDrops}: ${JSON.stringify(afterCounters)}`);
   });
 
@@ -209,7 +205,8 @@ describe("adapter", { timeout: 300_000 }, () => {
     assert.match(unleased.stdout, /0 received/, unleased.stdout);
     const afterCounters = (await overlay.status("ad1")).counters;
     const drops = (afterCounters["lan.spoofed_packets"] ?? 0) - (before["lan.spoofed_packets"] ?? 0);
-    assert.ok(drops >= 6, `spoofed packets dropped: ${drops}`);
+    // The unleased address gets no proxy-ARP reply (strict reverse-path check), so only the spoofed pings reach the counter.
+    assert.ok(drops >= 3, `spoofed packets dropped: ${drops}`);
     // gn itself is unaffected.
     const ok = await lab.exec("gn", ["ping", "-c", "2", "-i", "0.2", "-W", "2", cn1.virtualIP], { timeoutMs: 15_000 });
     assert.match(ok.stdout, /2 received/);

@@ -42,8 +42,8 @@ test("bind reports previous and ended leases", () => {
   const moved = table.bind(MAC_A, "100.64.0.20", 3000);
   assert.deepEqual(moved.ended, [{ mac: MAC_A, address: "100.64.0.10", expiresMs: 2000 }]);
   // One address belongs to one client: B taking .20 ends A's lease.
-  const taken = table.bind(MAC_B, "100.64.0.20", 3000);
-  assert.deepEqual(taken.ended, [{ mac: MAC_A, address: "100.64.0.20", expiresMs: 3000 }]);
+  const takenByB = table.bind(MAC_B, "100.64.0.20", 3000);
+  assert.deepEqual(takenByB.ended, [{ mac: MAC_A, address: "100.64.0.20", expiresMs: 3000 }]);
   assert.equal(table.get(MAC_A, 0), undefined);
 });
 

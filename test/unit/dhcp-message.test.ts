@@ -38,7 +38,7 @@ function failureReason(result: DecodeResult): string {
   return result.ok ? "" : result.failure.reason;
 }
 
-/** A message whose options field holds exactly `optionBytes` after the cookie. */
+/** Builds a message whose options field contains exactly `optionBytes` after the cookie. */
 function withOptionsField(optionBytes: number[], sname?: Buffer, file?: Buffer): Buffer {
   const base = clientMessage({ type: DHCPDISCOVER }).subarray(0, OPTIONS_OFFSET);
   const datagram = Buffer.concat([base, Buffer.from(optionBytes)]);
@@ -183,7 +183,7 @@ test("sname and file are plain fields without overload", () => {
 test("fuzz random buffers never throw", () => {
   for (let i = 0; i < 20_000; i++) {
     const datagram = randomBytes(randomInt(0, 1600));
-    // Half of them get a valid cookie, so the options parser sees random bytes too.
+    // Half of them get a valid cookie, so the options parser gets random bytes too.
     if (i % 2 === 0 && datagram.length >= OPTIONS_OFFSET) datagram.writeUInt32BE(0x63825363, FIXED_HEADER_BYTES);
     const result = decodeMessage(datagram);
     if (!result.ok) assert.ok(KNOWN_REASONS.has(result.failure.reason), result.failure.reason);

@@ -164,7 +164,7 @@ test("server answers over loopback", async () => {
     assert.equal(readU8Option(offer.options, OPTION_DHCP_MESSAGE_TYPE), DHCPOFFER);
     assert.equal(offer.yiaddr, "127.0.0.7");
 
-    // A renewal is unicast to the server address and answered at ciaddr.
+    // A renewal is unicast to the server address, and the ACK goes to ciaddr.
     reply = waitForReply();
     await sendFrom(client, clientMessage({ type: DHCPREQUEST, ciaddr: "127.0.0.7" }), serverPort, "127.0.0.1");
     const ack = await reply;

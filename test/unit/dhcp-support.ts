@@ -102,7 +102,7 @@ export class MemoryTransport implements DhcpTransport {
     this.closed = true;
   }
 
-  /** Delivers one datagram and returns what the server sent in answer. */
+  /** Delivers one datagram and returns the datagrams the server sent in reply. */
   async deliver(data: Buffer, toServerAddress = false): Promise<SentDatagram[]> {
     const before = this.sent.length;
     this.handler?.({ data, toServerAddress, source: "0.0.0.0:68" });

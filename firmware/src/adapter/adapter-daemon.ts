@@ -7,6 +7,7 @@ import { TUNNEL_MTU_BYTES } from "../protocol/constants.js";
 import { ipv4ToNumber } from "../protocol/endpoint.js";
 import { NodeConfig, NodeDaemon } from "../node/daemon.js";
 import { Member } from "../node/member.js";
+import { NodeStatus } from "../node/status.js";
 import { DhcpLeaseChange, DhcpServer } from "./dhcp/index.js";
 import { LanSetup } from "./lan/lan-setup.js";
 import { GeneralNode, GeneralNodeRegistry } from "./registry.js";
@@ -65,6 +66,19 @@ export class AdapterDaemon extends NodeDaemon {
     await this.dhcp?.close();
     await this.lan?.remove();
     await super.stop();
+  }
+
+  /** The node's status with the DHCP server's counters and the firewall's spoofing drops. */
+  protected override async report(): Promise<NodeStatus> {
+    const status = this.status();
+    Object.assign(status.counters, this.dhcp?.counters.snapshot() ?? {});
+    if (this.lan) {
+      const drops = await this.lan.readDropCounters();
+      status.counters["lan.spoofed_packets"] = drops.spoofedForwardPackets + drops.spoofedInputPackets;
+      status.counters["lan.spoofed_forward_packets"] = drops.spoofedForwardPackets;
+      status.counters["lan.spoofed_input_packets"] = drops.spoofedInputPackets;
+    }
+    return status;
   }
 
   /** Brings members, routes and firewall entries in line with the registry's list. */

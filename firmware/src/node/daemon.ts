@@ -30,6 +30,9 @@ export interface NodeConfig {
   dnsUpstream: Endpoint | null;
 }
 
+/** Longer than the resolver's wait for a tunnel, so a slow first handshake still gets its answer. */
+const DNS_QUERY_TIMEOUT_MS = 9_000;
+
 export class NodeDaemon {
   readonly counters = new Counters();
   protected readonly log: Logger;
@@ -76,8 +79,10 @@ export class NodeDaemon {
       overlayDomain: id.overlayDomain,
       lookup: (fqdn, ctx) => this.lookup(fqdn, ctx),
       upstream: this.config.dnsUpstream,
+      // An overlay answer waits for route selection and the tunnel handshake.
+      queryTimeoutMs: DNS_QUERY_TIMEOUT_MS,
     });
-    this.control = await ControlServer.start(this.config.controlSocket, () => this.status(), this.log);
+    this.control = await ControlServer.start(this.config.controlSocket, () => this.report(), this.log);
     this.log.info({ dns: dnsListen.map(formatEndpoint), control: this.config.controlSocket }, "node ready");
   }
 
@@ -92,6 +97,11 @@ export class NodeDaemon {
 
   status(): NodeStatus {
     return buildStatus(this.identity, this.mux.port, [...this.members.values()], [this.counters, this.mux.counters], this.dns?.counters ?? null);
+  }
+
+  /** The status for the control socket; subclasses add what they run besides. */
+  protected async report(): Promise<NodeStatus> {
+    return this.status();
   }
 
   protected addMember(identity: Member["identity"]): Member {

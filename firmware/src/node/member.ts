@@ -128,10 +128,17 @@ export class Member {
     return peer;
   }
 
+  /**
+   * Opens the session with the TRS at once, whichever end initiates the
+   * tunnel: the TRS forwards only to ends it has a session with, so the
+   * awaiting end must be there before the first relayed handshake arrives.
+   */
   private ensureRelay(key: Buffer, endpoint: Endpoint): void {
-    if (this.trsPeer) return;
-    this.trsPeer = this.channel.engine.addPeer(new Peer<NodePeerTag>(key, { kind: "direct", endpoint }, { kind: "service", service: "trs" }, true));
-    this.trsPeer.persistentKeepaliveMs = NAPT_TUNNEL_KEEPALIVE_MS;
+    if (!this.trsPeer) {
+      this.trsPeer = this.channel.engine.addPeer(new Peer<NodePeerTag>(key, { kind: "direct", endpoint }, { kind: "service", service: "trs" }, true));
+      this.trsPeer.persistentKeepaliveMs = NAPT_TUNNEL_KEEPALIVE_MS;
+    }
+    if (!this.trsPeer.current && !this.trsPeer.handshake) this.channel.engine.initiate(this.trsPeer);
   }
 
   private sendRelay(datagram: Buffer, path: Extract<PeerPath, { kind: "relay" }>): void {

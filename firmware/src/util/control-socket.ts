@@ -16,6 +16,21 @@ export class ControlServer {
   ) {}
 
   static async start(socketPath: string, status: () => unknown, log: Logger): Promise<ControlServer> {
+    const answer = async (line: string): Promise<unknown> => {
+      let req: { command?: string };
+      try {
+        req = JSON.parse(line) as { command?: string };
+      } catch {
+        return { error: "request is not JSON" };
+      }
+      if (req.command !== "status") return { error: `unknown command ${JSON.stringify(req.command)}; expected "status"` };
+      try {
+        return await status();
+      } catch (err) {
+        log.error({ err }, "status report failed");
+        return { error: `status report failed: ${(err as Error).message}` };
+      }
+    };
     fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o755 });
     fs.rmSync(socketPath, { force: true });
     const server = net.createServer((conn) => {
@@ -32,14 +47,9 @@ export class ControlServer {
         if (nl < 0) return;
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        let reply: unknown;
-        try {
-          const req = JSON.parse(line) as { command?: string };
-          reply = req.command === "status" ? status() : { error: `unknown command ${JSON.stringify(req.command)}; expected "status"` };
-        } catch {
-          reply = { error: "request is not JSON" };
-        }
-        conn.write(JSON.stringify(reply) + "\n");
+        void answer(line).then((reply) => {
+          if (!conn.destroyed) conn.write(JSON.stringify(reply) + "\n");
+        });
       });
     });
     await new Promise<void>((resolve, reject) => {

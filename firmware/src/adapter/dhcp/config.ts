@@ -23,9 +23,9 @@ export interface ServerConfig extends ReplyConfig {
   declineHoldSeconds: number;
 }
 
-// The client retries at least 10 s after a DECLINE (RFC 2131 section 3.1,
-// step 5). Holding the address back longer thins out a DECLINE loop while an
-// operator removes the device that holds the address.
+// After a DECLINE the client should wait at least 10 s before it starts again
+// (RFC 2131 section 3.1, step 5). Holding the address back longer thins out a
+// DECLINE loop while an operator removes the device that uses the address.
 const DEFAULT_DECLINE_HOLD_SECONDS = 60;
 
 const INTERFACE_NAME_PATTERN = /^[A-Za-z0-9_.@-]{1,15}$/;
@@ -51,16 +51,19 @@ export function validateServerOptions(options: DhcpServerOptions): ServerConfig 
     throw new Error(`invalid dnsServers: expected an array of at most ${MAX_DNS_SERVERS} IPv4 addresses`);
   }
   const dnsServers = options.dnsServers.map((address, i) => checkUnicastAddress(`dnsServers[${i}]`, address));
+
   if (typeof options.domainName !== "string" || (options.domainName !== "" && !DOMAIN_NAME_PATTERN.test(options.domainName))) {
     throw new Error(`invalid domainName ${JSON.stringify(options.domainName)}: use a DNS name of letters, digits and hyphens, or "" to omit option 15`);
   }
   const mtuBytes = checkInteger("mtuBytes", options.mtuBytes, MIN_MTU_BYTES, MAX_MTU_BYTES);
   const leaseSeconds = checkInteger("leaseSeconds", options.leaseSeconds, MIN_LEASE_SECONDS, MAX_LEASE_SECONDS);
+
   const declineHoldSeconds = checkInteger("declineHoldSeconds", options.declineHoldSeconds ?? DEFAULT_DECLINE_HOLD_SECONDS, 0, MAX_LEASE_SECONDS);
   const serverPort = checkInteger("serverPort", options.serverPort ?? DHCP_SERVER_PORT, 1, 65_535);
   const clientPort = checkInteger("clientPort", options.clientPort ?? DHCP_CLIENT_PORT, 1, 65_535);
   if (typeof options.reservations !== "function") throw new Error("invalid reservations: expected a function that returns the reservations");
   if (typeof options.leaseFile !== "string" || options.leaseFile === "") throw new Error("invalid leaseFile: expected a file path");
+
   return {
     interfaceName: options.interfaceName,
     serverAddress,

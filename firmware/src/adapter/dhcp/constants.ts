@@ -7,7 +7,7 @@ export const DHCP_CLIENT_PORT = 68;
 export const BOOTREQUEST = 1;
 export const BOOTREPLY = 2;
 
-/** htype and hlen of Ethernet, from the ARP hardware type registry (RFC 1700). */
+/** htype and hlen of Ethernet: hardware type 1 of the IANA ARP parameters and a 6-byte address. */
 export const HTYPE_ETHERNET = 1;
 export const HLEN_ETHERNET = 6;
 
@@ -37,7 +37,7 @@ export const IP_UDP_HEADER_BYTES = 28;
 export const MIN_MAX_MESSAGE_SIZE_OPTION = 576;
 /** The largest message that fits one Ethernet frame without fragmentation: 1500 less IP and UDP headers. */
 export const MAX_MESSAGE_BYTES = 1500 - IP_UDP_HEADER_BYTES;
-/** BOOTP relay agents and some old clients drop BOOTP messages shorter than 300 octets (RFC 1542 section 2.1). */
+/** A BOOTP message with its 64-byte vend field (RFC 951). Some relay agents and old clients drop shorter messages. */
 export const MIN_BOOTP_MESSAGE_BYTES = 300;
 
 /** Values of option 53, DHCP Message Type (RFC 2132 section 9.6). */

@@ -12,7 +12,7 @@ import os from "node:os";
 import koffi from "koffi";
 import { ipv4ToNumber } from "../../protocol/endpoint.js";
 
-/** Socket constants from the Linux UAPI headers; MIPS keeps its own numbering (arch/mips/include/uapi/asm/socket.h). */
+/** Socket constants from the Linux UAPI headers. MIPS has its own numbers (arch/mips/include/uapi/asm/socket.h). */
 interface SocketConstants {
   SOCK_DGRAM: number;
   SOL_SOCKET: number;
@@ -95,11 +95,12 @@ export async function openDeviceSocket(interfaceName: string, address: string, p
   return wrapDescriptor(fd, calls);
 }
 
+/** Sets a boolean socket option to 1, as a C int in host byte order. */
 function setIntOption(calls: Libc, fd: number, level: number, name: number, label: string, interfaceName: string): void {
-  const one = Buffer.alloc(4);
-  if (os.endianness() === "LE") one.writeInt32LE(1);
-  else one.writeInt32BE(1);
-  if (calls.setsockopt(fd, level, name, one, one.length) !== 0) throw socketError(`setsockopt(${label})`, `setting up the socket on ${interfaceName}`);
+  const enabled = Buffer.alloc(4);
+  if (os.endianness() === "LE") enabled.writeInt32LE(1);
+  else enabled.writeInt32BE(1);
+  if (calls.setsockopt(fd, level, name, enabled, enabled.length) !== 0) throw socketError(`setsockopt(${label})`, `setting up the socket on ${interfaceName}`);
 }
 
 /** struct sockaddr_in: family in host byte order, then port and address in network byte order, then 8 zero bytes. */

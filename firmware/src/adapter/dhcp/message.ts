@@ -44,9 +44,9 @@ export interface DhcpHeader {
   giaddr: string;
   /** Client hardware address, 16 bytes, of which the first hlen are the address. */
   chaddr: Buffer;
-  /** 64 bytes: a server host name, or options when option 52 says so. */
+  /** 64 bytes: a server host name, or options when option 52 includes sname. */
   sname: Buffer;
-  /** 128 bytes: a boot file name, or options when option 52 says so. */
+  /** 128 bytes: a boot file name, or options when option 52 includes file. */
   file: Buffer;
 }
 
@@ -57,9 +57,10 @@ export interface DhcpMessage extends DhcpHeader {
 export type DecodeResult = { ok: true; message: DhcpMessage } | { ok: false; failure: DecodeFailure };
 
 /**
- * Decodes one UDP payload. Returns a failure, never throws, for input that is
- * not a well-formed DHCP message. Checks structure only: op, htype and the
- * message type are the receiver's business.
+ * Decodes one UDP payload. Returns a failure for input that is not a
+ * well-formed DHCP message; the fuzz tests in dhcp-message.test.ts check that
+ * it does not throw. It checks structure only, so the receiver checks op,
+ * htype and the message type.
  */
 export function decodeMessage(datagram: Buffer): DecodeResult {
   if (datagram.length > MAX_MESSAGE_BYTES) {
@@ -107,8 +108,8 @@ function readHeader(reader: Reader): DhcpHeader {
 }
 
 /**
- * Reads options from file and then sname when option 52 says they carry
- * options, in the order RFC 2131 section 4.1 gives. Each such field must end
+ * Reads options from file and then sname when option 52 names them, in the
+ * order of RFC 2131 section 4.1. Each such field must end
  * with the end option. Option 52 is only valid in the options field, so a copy
  * in file or sname makes its concatenated length invalid and the message is
  * rejected by the length check.
@@ -137,7 +138,7 @@ function fail(reason: DecodeFailure["reason"], detail: string): DecodeResult {
 
 /**
  * Encodes a message with `options` in the given order, then the end option,
- * padded with pad options to 300 bytes (RFC 1542 section 2.1). sname and file
+ * padded with pad options to the 300-byte BOOTP size. sname and file
  * shorter than their fields are zero-filled. Throws RangeError for a field
  * that does not fit; the caller keeps the size within the client's limit.
  */

@@ -24,16 +24,16 @@ import {
   OPTION_SUBNET_MASK,
 } from "./constants.js";
 
-/** Option values by code. A code that occurs more than once holds the concatenation of its values (RFC 3396 section 7). */
+/** Option values by code. The value of a code that occurs more than once is the concatenation of its instances (RFC 3396). */
 export type DhcpOptions = Map<number, Buffer>;
 
-/** Why a datagram was rejected, as a stable code for the counter dhcp.drop.<reason>. */
+/** Reason code of a rejected datagram, used in the counter name dhcp.drop.<reason>. */
 export type DecodeDropReason =
   | "short" // shorter than the fixed header and the magic cookie
   | "oversized" // longer than one Ethernet frame can carry
   | "bad_cookie" // the options field does not start with 99.130.83.99
   | "truncated_option" // an option's length runs past the end of its field
-  | "no_end_option" // an options field without the end option (RFC 2131 section 4.1)
+  | "no_end_option" // a field of options that the end option does not close
   | "bad_overload" // option 52 outside 1..3
   | "bad_option_length"; // a known option with a length its definition forbids
 
@@ -43,7 +43,7 @@ export interface DecodeFailure {
   detail: string;
 }
 
-/** One option to encode. Values longer than 255 bytes are split into several instances (RFC 3396 section 6). */
+/** One option to encode. Values longer than 255 bytes are split into several instances (RFC 3396). */
 export interface OptionEntry {
   code: number;
   value: Buffer;
@@ -53,6 +53,12 @@ export interface OptionEntry {
  * Parses one field holding options into `into`. `field` names the field in
  * failure details. Bytes after the end option are ignored, where RFC 2131
  * requires pad options, because some clients leave other bytes there.
+ *
+ * NOTE: the end option is required in every field, which is stricter than
+ * RFC 2131 section 4.1: it requires the end option in file and sname, and in
+ * the options field only when option 52 is present. busybox udhcpc and ISC
+ * dhclient always send it, and requiring it rejects a datagram that was cut
+ * at an option boundary.
  */
 export function parseOptionsField(area: Buffer, into: DhcpOptions, field: string): DecodeFailure | null {
   let i = 0;

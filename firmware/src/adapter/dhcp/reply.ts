@@ -44,7 +44,7 @@ import {
 const LIMITED_BROADCAST = "255.255.255.255";
 const UNSPECIFIED = "0.0.0.0";
 
-/** What to send. `address` is yiaddr for an OFFER or ACK to a REQUEST, and absent for an ACK to an INFORM and for a NAK. */
+/** Reply type and its data. `address` is yiaddr for an OFFER or ACK to a REQUEST, and absent for an ACK to an INFORM and for a NAK. */
 export type ReplyKind =
   | { type: "offer"; address: string; hostname?: string }
   | { type: "ack"; address: string; hostname?: string }
@@ -103,12 +103,13 @@ export function maxReplyBytes(request: DhcpMessage): number {
 }
 
 /**
- * Returns where the reply goes, per RFC 2131 section 4.1 with giaddr zero
- * (relayed requests are dropped before this): a NAK is broadcast; a reply to a
- * client with ciaddr goes to ciaddr; every other reply is broadcast. Section
- * 4.1 asks for a unicast to yiaddr when the broadcast bit is clear, but the
- * client does not hold yiaddr yet, so the kernel would need an ARP entry for
- * it; the same section allows a broadcast when unicasting is not possible.
+ * Returns the destination of the reply, following RFC 2131 section 4.1 for a
+ * zero giaddr, because relayed requests are dropped before this. A NAK is
+ * broadcast. A reply to a client with ciaddr goes to ciaddr. Every other reply
+ * is broadcast: section 4.1 prefers a unicast to yiaddr when the broadcast bit
+ * is clear, but the client does not hold yiaddr yet, so the kernel would need
+ * an ARP entry for it. The same section allows a broadcast when unicasting is
+ * not possible.
  */
 export function replyDestination(request: DhcpMessage, kind: ReplyKind, clientPort: number): { address: string; port: number } {
   if (kind.type === "nak") return { address: LIMITED_BROADCAST, port: clientPort };
@@ -116,7 +117,7 @@ export function replyDestination(request: DhcpMessage, kind: ReplyKind, clientPo
   return { address: LIMITED_BROADCAST, port: clientPort };
 }
 
-/** How readily an option is left out when the reply is too large: lower ranks stay. */
+/** Omission rank of an option when the reply is too large. Options of lower rank stay. */
 const Rank = { Required: 0, Requested: 1, Unrequested: 2 } as const;
 type Rank = (typeof Rank)[keyof typeof Rank];
 
@@ -130,15 +131,18 @@ interface CandidateOption extends OptionEntry {
  * section 9.8), then the configured options it did not request, then its
  * client identifier. Router, mask, DNS servers and MTU go to every client
  * because they differ from the Host Requirements defaults (RFC 2131 section
- * 4.3.1); option 26 matters because busybox udhcpc does not request it.
+ * 4.3.1). Option 26 goes unrequested because busybox udhcpc does not request
+ * it by default.
  */
 function replyOptions(request: DhcpMessage, kind: ReplyKind, config: ReplyConfig): CandidateOption[] {
-  const messageType = kind.type === "offer" ? DHCPOFFER : kind.type === "nak" ? DHCPNAK : DHCPACK;
+  let messageType = DHCPACK;
+  if (kind.type === "offer") messageType = DHCPOFFER;
+  if (kind.type === "nak") messageType = DHCPNAK;
   const head: CandidateOption[] = [
     { code: OPTION_DHCP_MESSAGE_TYPE, value: u8Value(messageType), rank: Rank.Required },
     { code: OPTION_SERVER_IDENTIFIER, value: ipv4Value(config.serverAddress), rank: Rank.Required },
   ];
-  // RFC 6842 section 3: a server must echo the client identifier in OFFER, ACK and NAK.
+  // RFC 6842: a server must echo the client identifier in OFFER, ACK and NAK.
   const clientIdentifier = request.options.get(OPTION_CLIENT_IDENTIFIER);
   const tail: CandidateOption[] = clientIdentifier ? [{ code: OPTION_CLIENT_IDENTIFIER, value: clientIdentifier, rank: Rank.Required }] : [];
 

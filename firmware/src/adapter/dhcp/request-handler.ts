@@ -25,7 +25,7 @@ import type { DhcpReservation } from "./types.js";
 
 const UNSPECIFIED = "0.0.0.0";
 
-/** Client states that send a DHCPREQUEST, told apart as in RFC 2131 section 4.3.2. */
+/** Client states that send a DHCPREQUEST, as RFC 2131 section 4.3.2 distinguishes them. */
 export type RequestState = "selecting" | "init_reboot" | "renewing" | "rebinding";
 
 export type RequestDropReason =
@@ -93,7 +93,7 @@ export interface DecisionInput {
   isDeclined: (address: string) => boolean;
 }
 
-/** Decides the answer to one checked request. */
+/** Decides the reply to one checked request, or that there is none. */
 export function decide(input: DecisionInput): Decision {
   switch (input.messageType) {
     case DHCPDISCOVER:
@@ -129,7 +129,7 @@ function decideRequest(input: DecisionInput): Decision {
   let state: RequestState;
   let requestedAddress: string | undefined;
   if (serverIdentifier !== undefined) {
-    // The client answers an OFFER. Another server's identifier means the client chose that server.
+    // The client accepts an OFFER. Another server's identifier means the client chose that server.
     if (serverIdentifier !== input.serverAddress) return { action: "ignore", reason: "other_server", state: "selecting" };
     state = "selecting";
     // Option 50 must carry the offered address; some old clients put it in ciaddr.
@@ -146,8 +146,8 @@ function decideRequest(input: DecisionInput): Decision {
   }
 
   if (!reservation) {
-    // A client that holds a lease from this server learns with a NAK that it
-    // lost its reservation. Others get silence, which RFC 2131 asks for in
+    // A client with a lease from this server learns from a NAK that it lost
+    // its reservation. Others get no reply, as RFC 2131 requires in
     // INIT-REBOOT when the server has no record of the client.
     if (lease) return { action: "nak", state, reason: "no_reservation", requestedAddress };
     return { action: "ignore", reason: "unknown_client", state };

@@ -28,7 +28,7 @@ export interface DhcpServerHooks {
 // setTimeout fires at once for delays above 2^31 - 1 ms, so long waits are cut
 // into pieces of at most one hour and the deadline is checked again.
 const MAX_TIMER_DELAY_MS = 3_600_000;
-const HOSTNAME_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,253})$/;
+const HOSTNAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9.-]{0,253}$/;
 
 const NAK_MESSAGES: Record<NakReason, string> = {
   wrong_address: "requested address is not reserved for this client",
@@ -54,7 +54,7 @@ export class DhcpServer {
 
   /**
    * Loads the lease table, opens the sockets on the LAN interface and starts
-   * answering. Rejects for invalid options, an unreadable lease file or a
+   * serving requests. Rejects for invalid options, an unreadable lease file or a
    * socket that cannot be opened.
    */
   static async start(options: DhcpServerOptions, hooks: DhcpServerHooks = {}): Promise<DhcpServer> {
@@ -95,7 +95,7 @@ export class DhcpServer {
     this.runExpiry();
   }
 
-  /** Stops answering and closes the sockets. The lease file keeps the last saved table. */
+  /** Stops serving and closes the sockets. The lease file keeps the last saved table. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -272,7 +272,7 @@ export class DhcpServer {
     });
   }
 
-  /** Counts the change, saves the table, reschedules expiry and tells the caller. */
+  /** Counts the change, saves the table, reschedules expiry and calls onLease. */
   private changed(change: DhcpLeaseChange): void {
     this.counters.add(`dhcp.lease.${change.event}`);
     this.save();

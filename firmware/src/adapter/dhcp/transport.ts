@@ -1,9 +1,9 @@
-// How DHCP datagrams reach the server and leave it: two UDP sockets bound to
-// the LAN interface. One is bound to 0.0.0.0 and receives broadcasts; the
-// other is bound to the server address and receives unicasts to it, because
-// the kernel prefers the socket with the more specific address. The socket a
-// datagram arrives on tells a RENEWING client (unicast) from a REBINDING one
-// (broadcast), which Node cannot learn from IP_PKTINFO.
+// The server's network side: two UDP sockets bound to the LAN interface. One
+// is bound to 0.0.0.0 and receives broadcasts. The other is bound to the
+// server address and receives the unicasts to it, because the kernel prefers
+// the socket with the more specific address. So the receiving socket
+// distinguishes a RENEWING client (unicast) from a REBINDING one (broadcast),
+// which Node cannot read from IP_PKTINFO.
 import type dgram from "node:dgram";
 import { DeviceSocketError, openDeviceSocket } from "./device-socket.js";
 

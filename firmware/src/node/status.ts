@@ -89,6 +89,8 @@ export function formatStatus(s: NodeStatus, now = Date.now()): string {
       `${t.fqdn.padEnd(34)}${t.virtualIP.padEnd(17)}${t.path.padEnd(8)}${(t.endpoint ?? "-").padEnd(25)}${hs.padEnd(12)}${String(t.bytesSent).padEnd(11)}${t.bytesReceived}`,
     );
     lines.push(`  reason: ${t.reason}`);
+    // An adapter's tunnels belong to the general nodes it speaks for.
+    if (s.node && t.member !== s.node.fqdn) lines.push(`  for: ${t.member}`);
   }
   return lines.join("\n");
 }

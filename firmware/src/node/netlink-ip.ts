@@ -1,28 +1,14 @@
 // Interface configuration through the `ip` command of iproute2, which sends
 // the rtnetlink requests for us. Each call runs in the caller's network
 // namespace because the child process inherits it.
-import { execFile } from "node:child_process";
 import net from "node:net";
+import { CommandError, runCommand } from "../util/system-command.js";
 
-const IP_COMMAND = "ip";
 const DEFAULT_IP_TIMEOUT_MS = 5_000;
 
 /** An `ip` invocation that could not start, timed out or exited with a non-zero status. */
-export class IpCommandError extends Error {
-  override readonly name = "IpCommandError";
-
-  constructor(
-    /** The command line as a shell would show it, for example `ip link set dev cy0 up`. */
-    readonly command: string,
-    /** Standard error output of `ip`, trimmed, or "" when it could not start. */
-    readonly stderr: string,
-    /** Exit status, or null when `ip` could not start or was killed. */
-    readonly exitCode: number | null,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
+export class IpCommandError extends CommandError {
+  override name = "IpCommandError";
 }
 
 /** An IPv4 interface address in CIDR notation, for example 100.64.0.2/16. */
@@ -50,31 +36,10 @@ export function parseIPv4Cidr(cidr: string): IPv4Cidr | null {
  * Rejects with IpCommandError naming the command, exit status and stderr.
  */
 export function runIp(args: readonly string[], timeoutMs = DEFAULT_IP_TIMEOUT_MS): Promise<string> {
-  const command = [IP_COMMAND, ...args].join(" ");
-  return new Promise((resolve, reject) => {
-    execFile(IP_COMMAND, args, { timeout: timeoutMs, encoding: "utf8" }, (err, stdout, stderr) => {
-      if (!err) {
-        resolve(stdout);
-        return;
-      }
-      const errorOutput = stderr.trim();
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === "ENOENT") {
-        reject(new IpCommandError(command, "", null, `${command} failed because the ip command was not found in PATH. Install iproute2`, { cause: err }));
-        return;
-      }
-      if (err.killed) {
-        reject(new IpCommandError(command, errorOutput, null, `${command} timed out after ${timeoutMs} ms`, { cause: err }));
-        return;
-      }
-      if (err.signal) {
-        reject(new IpCommandError(command, errorOutput, null, `${command} was killed by ${err.signal}`, { cause: err }));
-        return;
-      }
-      const exitCode = typeof err.code === "number" ? err.code : null;
-      const detail = errorOutput || err.message;
-      reject(new IpCommandError(command, errorOutput, exitCode, `${command} failed with exit status ${exitCode ?? "unknown"}: ${detail}`, { cause: err }));
-    });
+  return runCommand("ip", args, {
+    timeoutMs,
+    debianPackage: "iproute2",
+    makeError: (command, stderr, exitCode, message, cause) => new IpCommandError(command, stderr, exitCode, message, { cause }),
   });
 }
 

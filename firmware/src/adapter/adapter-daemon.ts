@@ -68,7 +68,7 @@ export class AdapterDaemon extends NodeDaemon {
     await super.stop();
   }
 
-  /** The node's status with the DHCP server's counters and the firewall's spoofing drops. */
+  /** Builds the node's status with the DHCP server's counters and the firewall's spoofing drops. */
   protected override async report(): Promise<NodeStatus> {
     const status = this.status();
     Object.assign(status.counters, this.dhcp?.counters.snapshot() ?? {});

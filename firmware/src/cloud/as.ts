@@ -93,7 +93,7 @@ export class AuthenticationService {
     this.welcome(peer, requestId, node);
   }
 
-  /** The adapter this session's key belongs to, or null after sending the error. */
+  /** Returns the adapter this session's key belongs to, or sends an error and returns null. */
   private adapterOf(peer: Peer<null>, requestId: number): NodeRecord | null {
     const node = this.opts.store.getNodeByPublicKey(peer.publicKey);
     if (node?.kind === "adapter") return node;
@@ -184,7 +184,7 @@ function toEntry(n: NodeRecord): GeneralNodeEntry {
   return { nodeId: n.id, fqdn: n.fqdn, mac: n.mac ?? "00:00:00:00:00:00", virtualIP: n.virtualIP, publicKey: n.publicKey };
 }
 
-/** A digest of the whole list: the adapter refetches every page only when it changes. */
+/** Computes a digest of the whole list; the adapter refetches every page only when it changes. */
 function registryVersion(entries: GeneralNodeEntry[]): number {
   const h = createHash("sha256");
   for (const e of entries) h.update(`${e.nodeId}|${e.fqdn}|${e.mac}|${e.virtualIP}|${e.publicKey?.toString("hex") ?? ""}\n`);

@@ -128,7 +128,7 @@ export class NodeManagementService {
     this.channel.signal(peer, { type: SignalType.KeepaliveAck, seq, observed: source.endpoint });
   }
 
-  /** An authenticated datagram from a new address: the node moved or its NAPT mapping changed. */
+  /** Records the new address of a node whose authenticated datagrams now come from elsewhere (it moved, or its NAPT mapping changed). */
   private onMoved(peer: Peer<NodeTag>, to: Source): void {
     if (to.kind !== "direct") return;
     const old = this.opts.store.getLocation(peer.tag.nodeId);
@@ -152,7 +152,7 @@ export class NodeManagementService {
     if ("fqdn" in target && target.fqdn.length > MAX_FQDN_BYTES) return fail("invalid_name", `FQDN longer than ${MAX_FQDN_BYTES} bytes`);
     const requester = store.getNodeById(peer.tag.nodeId);
     const node = targetNode(store, target);
-    const targetText = "fqdn" in target ? target.fqdn : "virtualIP" in target ? target.virtualIP : `key ${shortKey(target.staticKey)}`;
+    const targetText = describeTarget(target);
     if (!requester) return fail("not_found", "requesting node no longer exists");
     if (!node || !node.publicKey) return fail("not_found", `no provisioned node ${targetText}`);
     if (node.id === requester.id) return fail("self", `${targetText} is the requesting node`);
@@ -236,6 +236,12 @@ export class NodeManagementService {
     for (const peer of this.channel.engine.allPeers()) if (peer.tag.nodeId === nodeId) return peer;
     return undefined;
   }
+}
+
+function describeTarget(target: RouteTarget): string {
+  if ("fqdn" in target) return target.fqdn;
+  if ("virtualIP" in target) return target.virtualIP;
+  return `key ${shortKey(target.staticKey)}`;
 }
 
 function targetNode(store: CloudStore, target: RouteTarget): NodeRecord | undefined {

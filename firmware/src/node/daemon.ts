@@ -99,7 +99,7 @@ export class NodeDaemon {
     return buildStatus(this.identity, this.mux.port, [...this.members.values()], [this.counters, this.mux.counters], this.dns?.counters ?? null);
   }
 
-  /** The status for the control socket; subclasses add what they run besides. */
+  /** Builds the status for the control socket; subclasses add what else they run. */
   protected async report(): Promise<NodeStatus> {
     return this.status();
   }
@@ -116,7 +116,7 @@ export class NodeDaemon {
     this.members.delete(member.virtualIPNumber);
   }
 
-  /** The member a DNS query speaks for: the one whose virtual IP sent it, else this node itself. */
+  /** Resolves for the member whose virtual IP sent the query, else for this node itself. */
   protected lookup(fqdn: string, ctx: DnsQueryContext): Promise<OverlayLookupResult> {
     const member = this.members.get(safeIPv4Number(ctx.source.address)) ?? this.primary;
     if (!member) return Promise.resolve({ kind: "servfail", reason: "node not started" });
@@ -143,7 +143,7 @@ export class NodeDaemon {
     }
   }
 
-  /** A packet from the local stack: the member is chosen by source address, the tunnel by destination. */
+  /** Sends a packet from the local stack: the source address picks the member, the destination the tunnel. */
   private onTunPacket(packet: Buffer): void {
     if (packet.length < 20 || packet[0]! >> 4 !== 4) {
       this.counters.add("tun.drop.not_ipv4");

@@ -169,7 +169,7 @@ export class Member {
   }
 
   /**
-   * A handshake from a key with no tunnel here: after a restart this member
+   * Asks the NMS about a key that sent a handshake but has no tunnel here. After a restart this member
    * forgot its tunnels while peers still know it. The NMS decides whether the
    * key may reach this member; if so, its route arrives and the peer's next
    * retransmitted initiation is accepted. Rate-limited, because any sender
@@ -183,7 +183,7 @@ export class Member {
     });
   }
 
-  /** Traffic to a virtual IP with no tunnel asks the NMS for a route, at most once per interval. */
+  /** Requests a route to a virtual IP that has traffic but no tunnel, at most once per interval. */
   private routeOnDemand(destination: number): void {
     const now = Date.now();
     if (now - (this.routeAsked.get(destination) ?? 0) < ROUTE_ON_DEMAND_INTERVAL_MS) return;
@@ -197,7 +197,7 @@ export class Member {
     });
   }
 
-  /** A packet that came out of a tunnel: delivered only if it is from the peer's own virtual IP to this member's. */
+  /** Delivers a packet from a tunnel, only if it goes from the peer's own virtual IP to this member's. */
   private onTunnelPacket(peer: Peer<NodePeerTag>, packet: Buffer): void {
     if (peer.tag.kind !== "tunnel") {
       this.counters.add("drop.packet_from_service");

@@ -94,7 +94,7 @@ export class NmsLink {
       (s) => this.channel.signal(this.peer, s),
       ROUTE_TIMEOUT_MS,
     );
-    if (reply.type !== SignalType.RouteResponse) throw new Error(`NMS answered a route request with type 0x${reply.type.toString(16)}`);
+    if (reply.type !== SignalType.RouteResponse) throw new Error(`unexpected NMS response type 0x${reply.type.toString(16)} to a route request`);
     return reply.route;
   }
 

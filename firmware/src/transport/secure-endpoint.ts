@@ -150,7 +150,7 @@ export class SecureEndpoint<Tag = unknown> {
     this.sendDatagram(pending.datagram, peer.path);
   }
 
-  /** Processes one received datagram; never throws. */
+  /** Processes one received datagram; every error is caught, counted and logged here. */
   receive(datagram: Buffer, source: Source): void {
     if (datagram.length > MAX_DATAGRAM_BYTES) return this.drop("oversized", source);
     const type = messageTypeOf(datagram);

@@ -59,7 +59,7 @@ export class SignalChannel<Tag = unknown> {
     return this.mux.port;
   }
 
-  /** The engine's counters with the socket's, which count datagrams addressed to no endpoint. */
+  /** Returns the engine's counters merged with the socket's, which count datagrams addressed to no endpoint. */
   countersSnapshot(): Record<string, number> {
     const out = this.engine.counters.snapshot();
     for (const [k, v] of Object.entries(this.mux.counters.snapshot())) out[k] = (out[k] ?? 0) + v;

@@ -6,7 +6,7 @@ import net from "node:net";
 import path from "node:path";
 import { Logger } from "./log.js";
 
-/** Longest request line accepted, in bytes. */
+/** Maximum request line length, in bytes. */
 const MAX_REQUEST_BYTES = 4096;
 
 export class ControlServer {
@@ -74,7 +74,7 @@ export function controlRequest(socketPath: string, request: object, timeoutMs = 
     let buf = "";
     const timer = setTimeout(() => {
       conn.destroy();
-      reject(new Error(`no answer from ${socketPath} within ${timeoutMs} ms`));
+      reject(new Error(`no response from ${socketPath} within ${timeoutMs} ms`));
     }, timeoutMs);
     conn.setEncoding("utf8");
     conn.on("connect", () => conn.write(JSON.stringify(request) + "\n"));

@@ -222,6 +222,16 @@ table ip cyphonic_filter {
     ct state established,related accept
     iifname "$IF_NATB_LAN" oifname "$IF_NATB_WAN" accept
   }
+  # Unsolicited traffic to the router itself is dropped, as home routers do.
+  # It also keeps conntrack from confirming an entry for such a packet, which
+  # would take the public port a LAN host's outgoing flow needs next.
+  chain input {
+    type filter hook input priority filter; policy drop;
+    ct state established,related accept
+    iifname "lo" accept
+    iifname "$IF_NATB_LAN" accept
+    icmp type echo-request accept
+  }
 }
 EOF
 }

@@ -12,7 +12,7 @@ const cases = [
   { name: "both public", a: at(1, "198.18.0.20:7000", false), b: at(2, "198.18.0.21:7000", false), path: Path.Direct, role: Role.Initiate },
   { name: "requester behind NAPT", a: at(1, "198.18.0.30:40000", true), b: at(2, "198.18.0.21:7000", false), path: Path.Direct, role: Role.Initiate },
   { name: "peer behind NAPT", a: at(1, "198.18.0.20:7000", false), b: at(2, "198.18.0.30:40000", true), path: Path.Direct, role: Role.Await },
-  { name: "both behind NAPT", a: at(1, "198.18.0.30:40000", true), b: at(2, "198.18.0.31:40000", true), path: Path.Relay, role: Role.Initiate },
+  { name: "both behind NAPT", a: at(1, "198.18.0.30:40000", true), b: at(2, "198.18.0.31:40000", true), path: Path.Direct, role: Role.Punch },
   { name: "family mismatch", a: at(1, "198.18.0.20:7000", false), b: at(2, "[2001:db8::2]:7000", false, [], 6), path: Path.Relay, role: Role.Initiate },
 ];
 

@@ -3,7 +3,7 @@
 // selection between two nodes with instructions pushed to both ends.
 import { KeyPair } from "../protocol/crypto.js";
 import { Endpoint, formatEndpoint, isRoutableUnicast, sameEndpoint } from "../protocol/endpoint.js";
-import { Role, RouteInfo, RouteTarget, ServiceInfo, Signal, SignalType } from "../protocol/signaling.js";
+import { Path, Role, RoleKind, RouteInfo, RouteTarget, ServiceInfo, Signal, SignalType } from "../protocol/signaling.js";
 import { shortKey } from "../transport/secure-endpoint.js";
 import { KeyedRateLimiter } from "../util/rate-limit.js";
 import { Peer } from "../transport/peer.js";
@@ -165,7 +165,7 @@ export class NodeManagementService {
     const started = process.hrtime.bigint();
     const decision = selectRoute(requesterLocation, peerLocation);
     const route = this.opts.store.routeFor(requester.id, node.id);
-    const relay = decision.path === 2 ? this.opts.trs : null;
+    const relay = decision.path === Path.Relay || decision.requesterRole === Role.Punch ? this.opts.trs : null;
     const forRequester: RouteInfo = {
       routeId: route.routeId,
       path: decision.path,
@@ -176,7 +176,7 @@ export class NodeManagementService {
     };
     const forPeer: RouteInfo = {
       ...forRequester,
-      role: decision.requesterRole === Role.Initiate ? Role.Await : Role.Initiate,
+      role: otherRole(decision.requesterRole),
       peer: peerInfo(requester, decision.requesterEndpointsForPeer),
     };
     // The peer learns first, so it accepts the requester's handshake when it arrives.
@@ -184,7 +184,7 @@ export class NodeManagementService {
     this.channel.signal(peer, { type: SignalType.RouteResponse, requestId, route: forRequester });
     this.channel.engine.counters.add("route.selected");
     log.info(
-      { node: requester.id, peer: node.id, route: route.routeId, path: decision.path === 1 ? "direct" : "relay", reason: decision.reason, selectUs: Number(process.hrtime.bigint() - started) / 1000 },
+      { node: requester.id, peer: node.id, route: route.routeId, path: decision.path === Path.Direct ? "direct" : "relay", reason: decision.reason, selectUs: Number(process.hrtime.bigint() - started) / 1000 },
       "route selected",
     );
   }
@@ -236,6 +236,11 @@ export class NodeManagementService {
     for (const peer of this.channel.engine.allPeers()) if (peer.tag.nodeId === nodeId) return peer;
     return undefined;
   }
+}
+
+function otherRole(role: RoleKind): RoleKind {
+  if (role === Role.Punch) return Role.Punch;
+  return role === Role.Initiate ? Role.Await : Role.Initiate;
 }
 
 function describeTarget(target: RouteTarget): string {

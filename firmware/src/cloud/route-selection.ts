@@ -15,7 +15,7 @@ export interface NodeLocation {
 export interface RouteDecision {
   path: PathKind;
   reason: string;
-  /** Role of the requesting end; the other end gets the opposite. */
+  /** Role of the requesting end; the other end gets the opposite (Punch for both). */
   requesterRole: RoleKind;
   /** Endpoints the requester should try for the peer, and the peer for the requester. */
   peerEndpointsForRequester: Endpoint[];
@@ -50,9 +50,11 @@ export function selectRoute(requester: NodeLocation, peer: NodeLocation): RouteD
   // mapping, so the end behind it sends the first handshake.
   if (requester.napt && !peer.napt) return direct("requester behind NAPT sends first", Role.Initiate);
   if (!requester.napt && peer.napt) return direct("peer behind NAPT sends first", Role.Await);
-  // NOTE: both ends behind different NAPTs go through the relay; coordinated
-  // hole punching would make many of these direct.
-  return relay("both ends behind NAPT");
+  // Both behind NAPT: both send at once, so each NAPT sees outgoing traffic
+  // to the other's public endpoint and admits its packets. This works when
+  // both map endpoint-independently (RFC 4787 section 4.1); otherwise the
+  // ends fall back to the relay after a bounded time.
+  return direct("both ends behind NAPT: coordinated hole punching", Role.Punch);
 }
 
 function relay(reason: string): RouteDecision {

@@ -20,6 +20,15 @@ import { NodePeerTag, TunnelTable } from "./tunnels.js";
 
 /** Route requests for one unknown destination are sent at most this often. */
 const ROUTE_ON_DEMAND_INTERVAL_MS = 2_000;
+/** Packets held per destination while its route is requested, for how long, and for how many destinations. */
+const MAX_PACKETS_HELD = 16;
+const HOLD_FOR_ROUTE_MS = 5_000;
+const MAX_DESTINATIONS_HELD = 256;
+/** How long both ends try the direct path of a punched route before the relay carries it. */
+const PUNCH_TIMEOUT_MS = 4_000;
+/** While on the relay, the direct path is probed again after this, doubling up to the maximum. */
+const PROBE_INTERVAL_MS = 30_000;
+const MAX_PROBE_INTERVAL_MS = 300_000;
 /** A member behind NAPT keeps its tunnels' mappings open at this interval. */
 const NAPT_TUNNEL_KEEPALIVE_MS = 15_000;
 
@@ -40,6 +49,11 @@ export class Member {
   private trsPeer: Peer<NodePeerTag> | null = null;
   private readonly routeAsked = new Map<number, number>();
   private readonly dropLog: RateLimitedLog;
+  private probeTimer: NodeJS.Timeout | null = null;
+  /** Packets to destinations whose route request is in flight, by virtual IP as a number. */
+  private readonly awaitingRoute = new Map<number, { sinceMs: number; packets: Buffer[] }>();
+  /** Relayed peers with a direct candidate: when to probe next, and the interval after that. */
+  private readonly probes = new Map<Peer<NodePeerTag>, { nextMs: number; intervalMs: number }>();
   /** Route requests for unknown handshake keys: a few per second overall, one per key per 5 s. */
   private readonly learnLimiter = new KeyedRateLimiter<string>(5, 10);
   private readonly learnPerKey = new KeyedRateLimiter<string>(0.2, 1, 1024);
@@ -71,6 +85,8 @@ export class Member {
         onSessionEstablished: (peer) => {
           if (peer.tag.kind === "tunnel") this.resolver.tunnelReady(peer);
         },
+        onProbeFailed: (peer) => this.onProbeFailed(peer),
+        onHandshakeFailed: (peer) => this.onHandshakeFailed(peer),
         onPathChanged: (peer, from, to) => {
           if (peer.tag.kind === "tunnel" && from) this.log.info({ peer: peer.tag.fqdn, from: describePath(from), to: describePath(to) }, "peer endpoint changed");
         },
@@ -87,11 +103,51 @@ export class Member {
 
   start(): void {
     this.nms.start();
+    this.probeTimer = setInterval(() => this.probeRelayedPeers(), 1_000);
+    this.probeTimer.unref();
   }
 
   stop(): void {
+    if (this.probeTimer) clearInterval(this.probeTimer);
     this.nms.stop();
     this.channel.close();
+  }
+
+  private probeDirect(peer: Peer<NodePeerTag>, timeoutMs: number): void {
+    if (peer.tag.kind !== "tunnel" || !peer.tag.directCandidate) return;
+    if (this.channel.engine.probe(peer, { kind: "direct", endpoint: peer.tag.directCandidate }, timeoutMs)) {
+      this.probes.set(peer, { nextMs: Number.POSITIVE_INFINITY, intervalMs: this.probes.get(peer)?.intervalMs ?? PROBE_INTERVAL_MS });
+    }
+  }
+
+  /** The direct path did not answer: carry the traffic over the relay and try again later, less often each time. */
+  private onProbeFailed(peer: Peer<NodePeerTag>): void {
+    if (peer.tag.kind !== "tunnel") return;
+    const previous = this.probes.get(peer);
+    const intervalMs = previous && previous.nextMs !== Number.POSITIVE_INFINITY ? previous.intervalMs : PROBE_INTERVAL_MS;
+    this.probes.set(peer, { nextMs: Date.now() + intervalMs, intervalMs: Math.min(MAX_PROBE_INTERVAL_MS, intervalMs * 2) });
+    if (peer.path?.kind === "relay" && !peer.current) {
+      this.log.info({ peer: peer.tag.fqdn }, "direct path not open, using the relay");
+      this.channel.engine.initiate(peer);
+    }
+  }
+
+  /** A punched route whose direct path stopped working goes back to the relay instead of staying dark. */
+  private onHandshakeFailed(peer: Peer<NodePeerTag>): void {
+    if (peer.tag.kind !== "tunnel" || !peer.tag.punch || peer.path?.kind !== "direct") return;
+    peer.path = { kind: "relay", routeId: peer.tag.routeId, relayKey: this.trsPeer?.keyHex ?? "" };
+    this.log.info({ peer: peer.tag.fqdn }, "direct path lost, back to the relay");
+    this.probes.set(peer, { nextMs: Date.now() + PROBE_INTERVAL_MS, intervalMs: PROBE_INTERVAL_MS * 2 });
+    this.channel.engine.initiate(peer);
+  }
+
+  /** While relayed, keeps trying the direct path, so a route moves off the relay once it can. */
+  private probeRelayedPeers(): void {
+    const now = Date.now();
+    for (const [peer, state] of this.probes) {
+      if (peer.tag.kind !== "tunnel" || peer.path?.kind !== "relay" || !peer.current) continue;
+      if (now >= state.nextMs) this.probeDirect(peer, PUNCH_TIMEOUT_MS);
+    }
   }
 
   /** Asks the NMS for a route to target and sets up the tunnel it describes. */
@@ -107,8 +163,28 @@ export class Member {
       this.channel.engine.send(peer, packet);
       return;
     }
-    this.counters.add("drop.no_route");
+    this.holdForRoute(packet, destination);
     this.routeOnDemand(destination);
+  }
+
+  /** Keeps a few packets for a destination whose route is being requested; they leave once it is applied. */
+  private holdForRoute(packet: Buffer, destination: number): void {
+    const now = Date.now();
+    let held = this.awaitingRoute.get(destination);
+    if (!held || now - held.sinceMs > HOLD_FOR_ROUTE_MS) {
+      if (held) this.counters.add("drop.no_route", held.packets.length);
+      if (!held && this.awaitingRoute.size >= MAX_DESTINATIONS_HELD) {
+        this.counters.add("drop.no_route");
+        return;
+      }
+      held = { sinceMs: now, packets: [] };
+      this.awaitingRoute.set(destination, held);
+    }
+    if (held.packets.length >= MAX_PACKETS_HELD) {
+      this.counters.add("drop.no_route");
+      return;
+    }
+    held.packets.push(packet);
   }
 
   private applyRoute(route: RouteInfo): Peer<NodePeerTag> {
@@ -120,7 +196,18 @@ export class Member {
     this.channel.engine.addPeer(peer);
     // Behind NAPT, keep the tunnel's mapping open so the peer can always send.
     peer.persistentKeepaliveMs = this.nms.napted ? NAPT_TUNNEL_KEEPALIVE_MS : 0;
-    if (initiate && !peer.current && !peer.handshake) this.channel.engine.initiate(peer);
+    if (peer.tag.kind === "tunnel" && peer.tag.punch && peer.tag.directCandidate && !peer.current) {
+      // Both ends probe the direct path now; the relay takes over if neither gets through.
+      this.probeDirect(peer, PUNCH_TIMEOUT_MS);
+    } else if (initiate && !peer.current && !peer.handshake) {
+      this.channel.engine.initiate(peer);
+    }
+    // After the handshake decision, so held packets wait for it instead of starting one of their own.
+    const held = this.awaitingRoute.get(ipv4ToNumber(route.peer.virtualIP));
+    if (held) {
+      this.awaitingRoute.delete(ipv4ToNumber(route.peer.virtualIP));
+      for (const packet of held.packets) this.channel.engine.send(peer, packet);
+    }
     const path = peer.path ? describePath(peer.path) : "none";
     // Repeated instructions for an unchanged route are routine: log only news.
     const level = existing && before === path ? "debug" : "info";

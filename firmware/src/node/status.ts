@@ -13,7 +13,7 @@ export interface TunnelStatus {
   member: string;
   fqdn: string;
   virtualIP: string;
-  path: "direct" | "relay";
+  path: "direct" | "relay" | "none";
   reason: string;
   endpoint: string | null;
   session: boolean;
@@ -64,7 +64,7 @@ function tunnelRow(member: Member, peer: Peer<NodePeerTag>): TunnelStatus {
     member: member.identity.fqdn,
     fqdn: tag.fqdn,
     virtualIP: tag.virtualIP,
-    path: tag.pathKind,
+    path: peer.path?.kind ?? "none",
     reason: tag.reason,
     endpoint: peer.path ? describePath(peer.path) : null,
     session: peer.current !== null,

@@ -1,7 +1,7 @@
 // The node's tunnels to other members, one per peer, set up from the NMS's
 // route instructions. A tunnel is found by the peer's static key (engine), by
 // its virtual IP (outgoing packets) or by its FQDN (the resolver).
-import { ipv4ToNumber } from "../protocol/endpoint.js";
+import { Endpoint, ipv4ToNumber } from "../protocol/endpoint.js";
 import { Path, Role, RouteInfo } from "../protocol/signaling.js";
 import { PeerPath } from "../transport/path.js";
 import { Peer } from "../transport/peer.js";
@@ -14,8 +14,11 @@ export interface TunnelTag {
   virtualIP: string;
   /** Virtual IP as a number, compared against packet source addresses. */
   virtualIPNumber: number;
-  pathKind: "direct" | "relay";
   reason: string;
+  /** For a punched route: the peer's direct endpoint, tried while the relay carries the traffic. */
+  directCandidate: Endpoint | null;
+  /** Whether this end took part in hole punching for the route. */
+  punch: boolean;
 }
 
 export interface ServiceTag {
@@ -54,11 +57,12 @@ export class TunnelTable {
       fqdn: route.peer.fqdn.toLowerCase(),
       virtualIP: route.peer.virtualIP,
       virtualIPNumber: ipv4ToNumber(route.peer.virtualIP),
-      pathKind: route.path === Path.Direct ? "direct" : "relay",
       reason: route.reason,
+      directCandidate: route.role === Role.Punch ? (route.peer.endpoints[0] ?? null) : null,
+      punch: route.role === Role.Punch,
     };
     const path = pathOf(route, relayKey);
-    const initiate = route.role === Role.Initiate;
+    const initiate = route.role !== Role.Await;
     const peer = existing ?? new Peer<NodePeerTag>(route.peer.staticKey, path, tag, initiate);
     if (existing) {
       existing.tag = tag;
@@ -74,8 +78,9 @@ export class TunnelTable {
   }
 }
 
+/** The path traffic uses first; a punched route starts on the relay while the direct path is probed. */
 function pathOf(route: RouteInfo, relayKey: string): PeerPath | null {
-  if (route.path === Path.Relay) return { kind: "relay", routeId: route.routeId, relayKey };
+  if (route.path === Path.Relay || route.role === Role.Punch) return { kind: "relay", routeId: route.routeId, relayKey };
   // NOTE: only the first endpoint is tried; a peer with several addresses
   // (same site over IPv4 and IPv6) is reached on the first one NMS listed.
   const endpoint = route.peer.endpoints[0];

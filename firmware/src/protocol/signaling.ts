@@ -37,7 +37,13 @@ export const SignalType = {
 
 export const Path = { Direct: 1, Relay: 2 } as const;
 export type PathKind = (typeof Path)[keyof typeof Path];
-export const Role = { Initiate: 1, Await: 2 } as const;
+/**
+ * Initiate: send the first handshake. Await: the other end sends it.
+ * Punch: both ends send at once over the direct path (each opens its NAPT
+ * towards the other), and fall back to the relay the route names when no
+ * handshake completes in time.
+ */
+export const Role = { Initiate: 1, Await: 2, Punch: 3 } as const;
 export type RoleKind = (typeof Role)[keyof typeof Role];
 
 export interface ServiceInfo {
@@ -134,7 +140,7 @@ function readRoute(r: Reader): RouteInfo {
   const path = r.u8("path");
   if (path !== Path.Direct && path !== Path.Relay) throw new ProtocolError("bad_field", `path ${path}`);
   const role = r.u8("role");
-  if (role !== Role.Initiate && role !== Role.Await) throw new ProtocolError("bad_field", `role ${role}`);
+  if (role !== Role.Initiate && role !== Role.Await && role !== Role.Punch) throw new ProtocolError("bad_field", `role ${role}`);
   const reason = r.string("route reason");
   const peer = {
     nodeId: r.u32("peer node id"),
@@ -147,6 +153,7 @@ function readRoute(r: Reader): RouteInfo {
   if (hasRelay > 1) throw new ProtocolError("bad_field", `relay flag ${hasRelay}`);
   const relay = hasRelay ? readService(r) : null;
   if (path === Path.Relay && !relay) throw new ProtocolError("bad_field", "relay path without relay service");
+  if (role === Role.Punch && (!relay || path !== Path.Direct)) throw new ProtocolError("bad_field", "hole punching needs a direct path and a relay to fall back to");
   return { routeId, path, role, reason, peer, relay };
 }
 

@@ -13,6 +13,8 @@ export interface HandshakeAttempt {
   startedMs: number;
   sentMs: number;
   attempts: number;
+  /** Set for a probe of another path: where it goes and how long it may take. */
+  probe?: { path: PeerPath; timeoutMs: number };
 }
 
 export class Peer<Tag = unknown> {

@@ -21,7 +21,7 @@ import { KeyedRateLimiter } from "../util/rate-limit.js";
 import { Logger, RateLimitedLog } from "../util/log.js";
 import { IndexRegistry } from "./index-registry.js";
 import { PeerPath, Source, describePath, samePath } from "./path.js";
-import { Peer } from "./peer.js";
+import { HandshakeAttempt, Peer } from "./peer.js";
 
 export type SendDatagram = (datagram: Buffer, path: PeerPath) => void;
 
@@ -35,6 +35,8 @@ export interface EndpointHooks<Tag> {
   onMessage(peer: Peer<Tag>, plaintext: Buffer, source: Source): void;
   onSessionEstablished?(peer: Peer<Tag>): void;
   onHandshakeFailed?(peer: Peer<Tag>): void;
+  /** Called when a probe of another path got no response in time. */
+  onProbeFailed?(peer: Peer<Tag>, path: PeerPath): void;
   /** Called when an authenticated datagram arrives from a path other than the peer's current one. */
   onPathChanged?(peer: Peer<Tag>, from: PeerPath | null, to: Source): void;
 }
@@ -132,22 +134,41 @@ export class SecureEndpoint<Tag = unknown> {
     if (peer.current && !peer.current.isExpired(now) && peer.path) this.transmit(peer, peer.current, Buffer.alloc(0), now);
   }
 
-  /** Starts (or restarts) a handshake with the peer on its current path. */
+  /** Starts (or restarts) a handshake with the peer on its current path, or retransmits a probe. */
   initiate(peer: Peer<Tag>): void {
-    if (!peer.path) {
+    const attempt = peer.handshake;
+    // A retransmitted probe keeps going to the probed path.
+    const probe = attempt?.probe;
+    const path = probe?.path ?? peer.path;
+    if (!path) {
       this.counters.add("drop.no_path");
       return;
     }
+    if (attempt) this.unbindIndex(attempt.pending.localIndex);
+    this.sendInitiation(peer, path, attempt?.startedMs ?? this.now(), (attempt?.attempts ?? 0) + 1, probe);
+  }
+
+  /**
+   * Tries a handshake over another path than the peer's current one (a
+   * direct path while relayed, say). When the response comes back over it,
+   * the peer moves there with the new session; when it does not within
+   * timeoutMs, nothing changes and onProbeFailed is called. A probe never
+   * interrupts a handshake in progress.
+   */
+  probe(peer: Peer<Tag>, path: PeerPath, timeoutMs: number): boolean {
+    if (peer.handshake) return false;
+    this.sendInitiation(peer, path, this.now(), 1, { path, timeoutMs });
+    return true;
+  }
+
+  private sendInitiation(peer: Peer<Tag>, path: PeerPath, startedMs: number, attempts: number, probe: HandshakeAttempt["probe"]): void {
     const now = this.now();
-    const startedMs = peer.handshake?.startedMs ?? now;
-    const attempts = (peer.handshake?.attempts ?? 0) + 1;
-    if (peer.handshake) this.unbindIndex(peer.handshake.pending.localIndex);
     const localIndex = this.allocateIndex();
     const pending = createInitiation(this.identity, peer.publicKey, localIndex, this.nextTimestamp(), peer.initiationData);
-    peer.handshake = { pending, startedMs, sentMs: now, attempts };
+    peer.handshake = { pending, startedMs, sentMs: now, attempts, probe };
     this.indexes.set(localIndex, { peer, session: null });
-    this.counters.add("handshake.initiations_sent");
-    this.sendDatagram(pending.datagram, peer.path);
+    this.counters.add(probe ? "handshake.probes_sent" : "handshake.initiations_sent");
+    this.sendDatagram(pending.datagram, path);
   }
 
   /** Processes one received datagram; every error is caught, counted and logged here. */
@@ -276,6 +297,14 @@ export class SecureEndpoint<Tag = unknown> {
   private tickHandshake(peer: Peer<Tag>, now: number): void {
     const attempt = peer.handshake;
     if (!attempt) return;
+    if (attempt.probe && now - attempt.startedMs >= attempt.probe.timeoutMs) {
+      // A failed probe leaves the peer as it was: queue, path and session stay.
+      this.unbindIndex(attempt.pending.localIndex);
+      peer.handshake = null;
+      this.counters.add("handshake.probes_failed");
+      this.hooks.onProbeFailed?.(peer, attempt.probe.path);
+      return;
+    }
     if (now - attempt.startedMs >= REKEY_ATTEMPT_TIME_MS) {
       this.unbindIndex(attempt.pending.localIndex);
       peer.handshake = null;

@@ -39,6 +39,7 @@ export class SignalChannel<Tag = unknown> {
         onMessage: (peer, plaintext, source) => this.dispatch(peer, plaintext, source),
         onSessionEstablished: hooks.onSessionEstablished?.bind(hooks),
         onHandshakeFailed: hooks.onHandshakeFailed?.bind(hooks),
+        onProbeFailed: hooks.onProbeFailed?.bind(hooks),
         onPathChanged: hooks.onPathChanged?.bind(hooks),
       },
       log,

@@ -1,0 +1,90 @@
+// Route selection end to end: for each placement of two nodes, the path
+// `cyphonic status` reports, traffic over it, and the relay's byte counter,
+// which must stay at zero on direct paths. Hosts: cloud and cn2 are public,
+// cn1 sits behind natb, and "ap" runs on the adapter host behind nata.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Lab, NaptKind } from "./harness.js";
+import { Overlay, OverlayNode } from "./overlay-fixture.js";
+
+interface Case {
+  name: string;
+  from: OverlayNode;
+  to: OverlayNode;
+  path: "direct" | "relay";
+  reason: RegExp;
+}
+
+async function relayBytes(overlay: Overlay): Promise<number> {
+  return (await overlay.cloudStatus()).services.trs?.["relay.bytes"] ?? 0;
+}
+
+/** Pings until the first reply; returns the time it took, in ms, or throws. */
+async function timeToFirstReply(lab: Lab, from: OverlayNode, to: OverlayNode): Promise<number> {
+  const started = Date.now();
+  const r = await lab.exec(from.host, ["ping", "-c", "1", "-w", "15", to.virtualIP], { timeoutMs: 20_000 });
+  // With -w, ping keeps sending until the first reply, so more than one may come back.
+  assert.match(r.stdout, / [1-9]\d* received/, `no reply from ${to.name}: ${r.stdout}`);
+  return Date.now() - started;
+}
+
+async function checkCase(lab: Lab, overlay: Overlay, c: Case): Promise<void> {
+  const relayBefore = await relayBytes(overlay);
+  const firstMs = await timeToFirstReply(lab, c.from, c.to);
+  const ping = await lab.exec(c.from.host, ["ping", "-c", "20", "-i", "0.05", "-q", c.to.virtualIP], { timeoutMs: 20_000 });
+  assert.match(ping.stdout, / 0% packet loss/, ping.stdout);
+  const rtt = /= [\d.]+\/([\d.]+)\//.exec(ping.stdout)?.[1];
+
+  const server = lab.spawn(c.to.host, ["iperf3", "-s", "-1", "--forceflush", "-B", c.to.virtualIP]);
+  await server.waitForLine(/Server listening/, 5_000);
+  const r = await lab.exec(c.from.host, ["iperf3", "-c", c.to.virtualIP, "-t", "2", "-J"], { timeoutMs: 30_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const mbits = (JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received.bits_per_second / 1e6;
+
+  const status = await overlay.status(c.from.name);
+  const row = status.tunnels.find((t) => t.fqdn === c.to.fqdn);
+  assert.ok(row, `${c.from.name} has no tunnel row for ${c.to.name}`);
+  assert.equal(row.path, c.path, `path from ${c.from.name} to ${c.to.name}: ${row.reason}`);
+  assert.match(row.reason, c.reason);
+  const relayed = (await relayBytes(overlay)) - relayBefore;
+  if (c.path === "direct") assert.equal(relayed, 0, "the relay carried bytes of a direct path");
+  else assert.ok(relayed > 1_000_000, `the relay carried only ${relayed} bytes`);
+  console.log(`${c.name}: ${c.path}, first reply after ${firstMs} ms, RTT avg ${rtt} ms, iperf3 ${mbits.toFixed(0)} Mbit/s, relay ${relayed} bytes`);
+}
+
+function suite(naptKind: NaptKind, cases: (n: Record<string, OverlayNode>) => Case[]): void {
+  describe(`route cases, natb ${naptKind}`, { timeout: 300_000 }, () => {
+    let lab: Lab;
+    let overlay: Overlay;
+    const nodes: Record<string, OverlayNode> = {};
+
+    before(async () => {
+      lab = await Lab.up({ naptKind });
+      overlay = new Overlay(lab);
+      await overlay.startCloud();
+      nodes.cn1 = await overlay.addNode("cn1", "cn1");
+      nodes.cn2 = await overlay.addNode("cn2", "cn2");
+      nodes.cp = await overlay.addNode("cloud", "cp");
+      nodes.ap = await overlay.addNode("adapter", "ap");
+    });
+
+    after(async () => {
+      overlay?.cleanup();
+      await lab?.down();
+    });
+
+    test("each placement gets its path", async () => {
+      for (const c of cases(nodes)) await checkCase(lab, overlay, c);
+    });
+  });
+}
+
+suite("masquerade", (n) => [
+  { name: "both public", from: n.cp!, to: n.cn2!, path: "direct", reason: /both ends public/ },
+  { name: "one side behind NAPT", from: n.cn2!, to: n.cn1!, path: "direct", reason: /peer behind NAPT/ },
+  { name: "both behind NAPT, endpoint-independent", from: n.ap!, to: n.cn1!, path: "direct", reason: /hole punching/ },
+]);
+
+suite("fully-random", (n) => [
+  { name: "both behind NAPT, one endpoint-dependent", from: n.ap!, to: n.cn1!, path: "relay", reason: /hole punching/ },
+]);

@@ -13,6 +13,9 @@
 #   natb   lan0 192.168.2.1 ----- cn1 eth0 192.168.2.2, default route via natb
 #   nata   wan0 198.18.0.40 --+
 #   nata   lan0 192.168.1.1 ----- adapter wan0 192.168.1.2, default route via nata
+#   cn3    eth0 2001:db8:1::30 (IPv6 only) --+ on the same segment, which
+#          also carries IPv6 (2001:db8:1::/64, the documentation prefix):
+#          inet 2001:db8:1::1, cloud 2001:db8:1::10, cn2 2001:db8:1::20
 #   adapter lan0: a bridge with ports to gn and gn2, no address (the adapter
 #          adds its own); gn and gn2 eth0 have no address (they use DHCP)
 #
@@ -25,7 +28,7 @@
 # in the root namespace and deleting the namespaces deletes the veths.
 set -euo pipefail
 
-readonly HOSTS=(inet cloud cn2 natb cn1 nata adapter gn gn2)
+readonly HOSTS=(inet cloud cn2 natb cn1 nata adapter gn gn2 cn3)
 readonly NAPT_KINDS=(masquerade random fully-random)
 # Owner files let `reap` tell a live run's lab from one left by a crashed run.
 readonly OWNER_DIR=/run/cyphonic-lab
@@ -40,6 +43,11 @@ readonly ADDR_CN2=198.18.0.20
 readonly ADDR_NATB_WAN=198.18.0.30
 readonly ADDR_NATB_LAN=192.168.2.1
 readonly ADDR_CN1=192.168.2.2
+readonly NET_INTERNET6=2001:db8:1::/64
+readonly ADDR6_INET=2001:db8:1::1
+readonly ADDR6_CLOUD=2001:db8:1::10
+readonly ADDR6_CN2=2001:db8:1::20
+readonly ADDR6_CN3=2001:db8:1::30
 readonly NET_LAN_A=192.168.1.0/24
 readonly PREFIXLEN_LAN_A=24
 readonly ADDR_NATA_WAN=198.18.0.40
@@ -74,7 +82,7 @@ Usage:
       Run `down` for every lab with a generated prefix ("cy" and 4 hex digits)
       whose owner process is gone.
 <prefix> is a lowercase letter followed by 1 to 11 lowercase letters or digits,
-for example cy3fa0. <host> is one of: inet cloud cn2 natb cn1 nata adapter gn gn2.
+for example cy3fa0. <host> is one of: inet cloud cn2 natb cn1 nata adapter gn gn2 cn3.
 EOF
 }
 
@@ -173,6 +181,25 @@ build_internet() {
   ip -n "$(ns natb)" route add default via "$ADDR_INET"
   ip -n "$(ns nata)" addr add "$ADDR_NATA_WAN/$PREFIXLEN_INTERNET" dev "$IF_NATB_WAN"
   ip -n "$(ns nata)" route add default via "$ADDR_INET"
+  build_internet6
+}
+
+# IPv6 on the same segment: cloud and cn2 are dual-stack, cn3 has IPv6 only.
+# nodad skips duplicate address detection, which would keep each address
+# unusable for a second or two on a segment where no duplicate can exist.
+build_internet6() {
+  local inet_ns host
+  inet_ns=$(ns inet)
+  add_veth inet to-cn3 cn3 "$IF_HOST"
+  ip -n "$inet_ns" link set to-cn3 master "$IF_INET_BRIDGE"
+  in_ns inet sysctl -q -w net.ipv6.conf.all.forwarding=1
+  ip -n "$inet_ns" addr add "$ADDR6_INET/64" dev "$IF_INET_BRIDGE" nodad
+  ip -n "$(ns cloud)" addr add "$ADDR6_CLOUD/64" dev "$IF_HOST" nodad
+  ip -n "$(ns cn2)" addr add "$ADDR6_CN2/64" dev "$IF_HOST" nodad
+  ip -n "$(ns cn3)" addr add "$ADDR6_CN3/64" dev "$IF_HOST" nodad
+  for host in cloud cn2 cn3; do
+    ip -n "$(ns "$host")" -6 route add default via "$ADDR6_INET"
+  done
 }
 
 # The adapter sits behind its own NAPT (nata); its LAN is a bridge, the switch
@@ -259,6 +286,11 @@ print_lab() {
   echo "IF_NATB_LAN=$IF_NATB_LAN"
   echo "IF_CN1=$IF_HOST"
   echo "NET_LAN_A=$NET_LAN_A"
+  echo "NET_INTERNET6=$NET_INTERNET6"
+  echo "ADDR6_CLOUD=$ADDR6_CLOUD"
+  echo "ADDR6_CN2=$ADDR6_CN2"
+  echo "ADDR6_CN3=$ADDR6_CN3"
+  echo "IF_CN3=$IF_HOST"
   echo "ADDR_NATA_WAN=$ADDR_NATA_WAN"
   echo "ADDR_NATA_LAN=$ADDR_NATA_LAN"
   echo "ADDR_ADAPTER_WAN=$ADDR_ADAPTER_WAN"
@@ -355,7 +387,7 @@ cmd_exec() {
 cmd_reap() {
   require_root
   local prefix owner
-  for prefix in $(ip netns list | awk '{ print $1 }' | sed -n 's/^\(cy[0-9a-f]\{4\}\)-\(inet\|cloud\|cn2\|natb\|cn1\|nata\|adapter\|gn\|gn2\)$/\1/p' | sort -u); do
+  for prefix in $(ip netns list | awk '{ print $1 }' | sed -n 's/^\(cy[0-9a-f]\{4\}\)-\(inet\|cloud\|cn2\|natb\|cn1\|nata\|adapter\|gn\|gn2\|cn3\)$/\1/p' | sort -u); do
     owner=$(cat "$OWNER_DIR/$prefix.pid" 2>/dev/null || true)
     if [[ $owner =~ ^[0-9]+$ ]] && kill -0 "$owner" 2>/dev/null; then
       continue

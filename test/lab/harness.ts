@@ -14,8 +14,8 @@ export type { Capture } from "./capture.js";
 export type { LabProcess, LabSpawnOptions } from "./lab-process.js";
 export type { DecodedPacket } from "./packet.js";
 
-export type LabHost = "inet" | "cloud" | "cn1" | "cn2" | "natb" | "nata" | "adapter" | "gn" | "gn2";
-export const LAB_HOSTS: readonly LabHost[] = ["inet", "cloud", "cn1", "cn2", "natb", "nata", "adapter", "gn", "gn2"];
+export type LabHost = "inet" | "cloud" | "cn1" | "cn2" | "natb" | "nata" | "adapter" | "gn" | "gn2" | "cn3";
+export const LAB_HOSTS: readonly LabHost[] = ["inet", "cloud", "cn1", "cn2", "natb", "nata", "adapter", "gn", "gn2", "cn3"];
 
 /** How natb picks the public port: masquerade maps endpoint-independently, random and fully-random per destination. */
 export type NaptKind = "masquerade" | "random" | "fully-random";
@@ -39,6 +39,10 @@ export interface LabAddresses {
   nataWan: string;
   /** The adapter's WAN address on nata's LAN. */
   adapterWan: string;
+  /** IPv6 addresses on the internet segment: cloud and cn2 are dual-stack, cn3 has IPv6 only. */
+  cloud6: string;
+  cn2v6: string;
+  cn3v6: string;
 }
 
 export interface LabInterfaces {
@@ -147,6 +151,9 @@ export class Lab {
         cn1: value("ADDR_CN1"),
         nataWan: value("ADDR_NATA_WAN"),
         adapterWan: value("ADDR_ADAPTER_WAN"),
+        cloud6: value("ADDR6_CLOUD"),
+        cn2v6: value("ADDR6_CN2"),
+        cn3v6: value("ADDR6_CN3"),
       },
       {
         inet: value("IF_INET"),

@@ -48,7 +48,8 @@ export class Overlay {
   }
 
   async startCloud(): Promise<void> {
-    this.cloud = this.lab.spawn("cloud", ["node", CYPHONIC, "cloud", "--state", this.cloudState, "--advertise", this.lab.addr.cloud, "--control", this.cloudControl], {
+    const advertise = ["--advertise", this.lab.addr.cloud, "--advertise", this.lab.addr.cloud6];
+    this.cloud = this.lab.spawn("cloud", ["node", CYPHONIC, "cloud", "--state", this.cloudState, ...advertise, "--control", this.cloudControl], {
       logFile: path.join(this.dir, "cloud.log"),
       env: DAEMON_ENV,
     });
@@ -73,7 +74,7 @@ export class Overlay {
     const [, fqdn, virtualIP] = fields ?? [];
     if (!fqdn || !virtualIP) throw new Error(`node ${name} not found in the cloud`);
     const tokenFile = path.join(this.dir, `${name}.token`);
-    await this.admin("token", "create", name, "--as-endpoint", `${this.lab.addr.cloud}:7400`, "--out", tokenFile);
+    await this.admin("token", "create", name, "--as-endpoint", `${this.lab.addr.cloud}:7400,[${this.lab.addr.cloud6}]:7400`, "--out", tokenFile);
     const node: OverlayNode = {
       host,
       lan,

@@ -1,7 +1,8 @@
 // Route selection end to end: for each placement of two nodes, the path
 // `cyphonic status` reports, traffic over it, and the relay's byte counter,
 // which must stay at zero on direct paths. Hosts: cloud and cn2 are public,
-// cn1 sits behind natb, and "ap" runs on the adapter host behind nata.
+// cn1 sits behind natb, "ap" runs on the adapter host behind nata, and cn3
+// has IPv6 only.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Lab, NaptKind } from "./harness.js";
@@ -66,6 +67,7 @@ function suite(naptKind: NaptKind, cases: (n: Record<string, OverlayNode>) => Ca
       nodes.cn2 = await overlay.addNode("cn2", "cn2");
       nodes.cp = await overlay.addNode("cloud", "cp");
       nodes.ap = await overlay.addNode("adapter", "ap");
+      if (naptKind === "masquerade") nodes.cn3 = await overlay.addNode("cn3", "cn3");
     });
 
     after(async () => {
@@ -83,6 +85,7 @@ suite("masquerade", (n) => [
   { name: "both public", from: n.cp!, to: n.cn2!, path: "direct", reason: /both ends public/ },
   { name: "one side behind NAPT", from: n.cn2!, to: n.cn1!, path: "direct", reason: /peer behind NAPT/ },
   { name: "both behind NAPT, endpoint-independent", from: n.ap!, to: n.cn1!, path: "direct", reason: /hole punching/ },
+  { name: "IPv6-only to IPv4", from: n.cn3!, to: n.cn2!, path: "relay", reason: /no common address family/ },
 ]);
 
 suite("fully-random", (n) => [

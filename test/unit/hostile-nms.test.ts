@@ -28,7 +28,7 @@ async function provisionedClient(t: TestContext) {
   store.redeemToken(store.createToken(node.id, 60_000).secret, nodeKeys.publicKey);
 
   const nmsKeys = generateKeyPair();
-  const trs = { endpoint: { address: LOOPBACK, port: 9 }, staticKey: generateKeyPair().publicKey };
+  const trs = { endpoints: [{ address: LOOPBACK, port: 9 }], staticKey: generateKeyPair().publicKey };
   const nms = new NodeManagementService({ store, identity: nmsKeys, trs, keepaliveIntervalMs: 5_000 });
   const nmsPort = await nms.listen(0, LOOPBACK);
   t.after(() => nms.close());

@@ -211,7 +211,8 @@ function readUnit(destination: string): Map<string, Map<string, string[]>> {
 function optionValue(commandLine: string, option: string): string {
   const words = commandLine.split(/\s+/);
   const index = words.indexOf(option);
-  assert.ok(index >= 0 && index + 1 < words.length, `${option} missing in: ${commandLine}`);
+  assert.ok(index >= 0, `${option} missing in: ${commandLine}`);
+  assert.ok(index + 1 < words.length, `${option} has no value in: ${commandLine}`);
   return words[index + 1] as string;
 }
 
@@ -369,7 +370,7 @@ function procSysPath(key: string): string {
   return path.join("/proc/sys", ...key.split("."));
 }
 
-/** The adapter's own nftables ruleset, as the daemon builds it at start. */
+/** Builds the adapter's own nftables ruleset, as the daemon does at start. */
 function adapterRuleset(lanInterface: string, tunInterface: string): string {
   const config = validateLanSetupOptions({
     lanInterface,
@@ -462,7 +463,8 @@ test("units pass systemd-analyze verify", async () => {
       const ownLines = result.stderr.split("\n").filter((line) => line.includes("cyphonic"));
       for (const line of ownLines) {
         const backoffKey = RESTART_BACKOFF_KEYS.find((key) => line.endsWith(`Unknown key '${key}' in section [Service], ignoring.`));
-        assert.ok(backoffKey && version < RESTART_BACKOFF_MIN_SYSTEMD, `systemd ${version} warns about ${name}: ${line}`);
+        assert.ok(backoffKey, `systemd ${version} warns about ${name}: ${line}`);
+        assert.ok(version < RESTART_BACKOFF_MIN_SYSTEMD, `systemd ${version} knows ${backoffKey} but warns about it: ${line}`);
       }
     }
   } finally {
@@ -523,7 +525,8 @@ test("sysusers creates service users", async () => {
       const line = passwd.split("\n").find((entry) => entry.startsWith(`${user}:`));
       assert.ok(line, `systemd-sysusers created no user ${user}:\n${passwd}`);
       const [, , uid, , , userHome, shell] = line.split(":");
-      assert.ok(Number(uid) > 0 && Number(uid) < 1000, `${user} has uid ${uid}, expected a system uid`);
+      assert.ok(Number(uid) > 0, `${user} has uid ${uid}, expected a system uid above 0`);
+      assert.ok(Number(uid) < 1000, `${user} has uid ${uid}, expected a system uid below 1000`);
       assert.equal(userHome, home, `${user} home`);
       assert.match(shell ?? "", /\/nologin$/, `${user} shell`);
     }
@@ -710,12 +713,14 @@ test("token template parses once filled", () => {
   const publicKey = spki.subarray(spki.length - 32);
   const token = randomBytes(24).toString("base64url");
   const filled = template
-    .replace(/^as_endpoint=$/m, "as_endpoint=198.51.100.7:7400")
+    .replace(/^as_endpoint=$/m, "as_endpoint=198.51.100.7:7400,[2001:db8::7]:7400")
     .replace(/^as_key=$/m, `as_key=${publicKey.toString("base64")}`)
     .replace(/^token=$/m, `token=${token}`);
   const parsed = parseTokenFile(filled, "filled template");
-  assert.equal(parsed.asEndpoint.address, "198.51.100.7");
-  assert.equal(parsed.asEndpoint.port, 7400);
+  assert.deepEqual(parsed.asEndpoints, [
+    { address: "198.51.100.7", port: 7400 },
+    { address: "2001:db8::7", port: 7400 },
+  ]);
   assert.deepEqual(parsed.asKey, publicKey);
   assert.equal(parsed.token, token);
 });
@@ -994,16 +999,20 @@ describe("firewall and sysctls in namespaces", { skip: namespaceSkipReason() }, 
     /** Sends `count` UDP datagrams from a namespace with bash's /dev/udp. */
     async function sendUdp(from: Namespace, address: string, port: number, count = 1): Promise<void> {
       await from.mustExec(["bash", "-c", `for i in $(seq ${count}); do printf probe > /dev/udp/${address}/${port}; done`]);
-      // The datagrams cross veth pairs inside the kernel; a short pause lets the last one reach the hook.
+      // The datagrams cross veth pairs inside the kernel, and a short pause lets the last one reach the hook.
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
 
     /** Returns how much each counter grew while `action` ran. */
-    async function counterGrowth(labels: ReadonlyArray<readonly [string, string]>, action: () => Promise<void>): Promise<number[]> {
+    async function counterGrowth<const Labels extends ReadonlyArray<readonly [string, string]>>(
+      labels: Labels,
+      action: () => Promise<void>,
+    ): Promise<{ [Index in keyof Labels]: number }> {
       const beforeListing = await listRuleset(router);
       await action();
       const afterListing = await listRuleset(router);
-      return labels.map(([chain, comment]) => ruleCounter(afterListing, chain, comment) - ruleCounter(beforeListing, chain, comment));
+      const growth = labels.map(([chain, comment]) => ruleCounter(afterListing, chain, comment) - ruleCounter(beforeListing, chain, comment));
+      return growth as { [Index in keyof Labels]: number };
     }
 
     const TUNNEL: readonly [string, string] = ["input", "tunnels and signaling"];
@@ -1037,7 +1046,7 @@ describe("firewall and sysctls in namespaces", { skip: namespaceSkipReason() }, 
       const [dhcp, dnsUdp, dnsTcp, tunnel, dropped] = await counterGrowth([DHCP_SERVER, DNS_UDP, DNS_TCP, TUNNEL, INPUT_DROPPED], async () => {
         await sendUdp(lanHost, routerLanAddress, 67);
         await sendUdp(lanHost, routerLanAddress, 53);
-        // Nothing listens, so the kernel answers the SYN with a reset and the connect fails.
+        // Nothing listens, so the kernel replies to the SYN with a reset and the connect fails.
         await lanHost.exec(["timeout", "3", "bash", "-c", `exec 3<>/dev/tcp/${routerLanAddress}/53`]);
         await sendUdp(lanHost, routerLanAddress, 7000);
       });
@@ -1053,11 +1062,12 @@ describe("firewall and sysctls in namespaces", { skip: namespaceSkipReason() }, 
       assert.equal(reply.exitCode, 0, `ping failed:\n${reply.stdout}${reply.stderr}`);
       // 200 requests of one ping in about 0.2 s. They share one conntrack
       // flow, so only the limit rules, which precede the conntrack rule,
-      // decide: the burst passes and the rest is dropped.
+      // decide. The burst passes and the rest is dropped.
       const [accepted, overLimit, dropped] = await counterGrowth([ECHO, ECHO_OVER_LIMIT, INPUT_DROPPED], async () => {
         await wanHost.exec(["ping", "-c", "200", "-i", "0.001", "-W", "1", "-q", routerWanAddress], { timeoutMs: 30_000 });
       });
-      assert.ok(accepted >= 15 && accepted <= 60, `${accepted} of 200 echo requests accepted, expected about the burst of 20`);
+      assert.ok(accepted >= 15, `${accepted} of 200 echo requests accepted, expected about the burst of 20`);
+      assert.ok(accepted <= 60, `${accepted} of 200 echo requests accepted, expected about the burst of 20`);
       assert.equal(accepted + overLimit, 200);
       assert.equal(dropped, 0);
     });

@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Path, Role, Signal, SignalType, decodeSignal, encodeSignal } from "../../firmware/src/protocol/signaling.js";
 import { ProtocolError } from "../../firmware/src/protocol/errors.js";
-import { parseEndpoint } from "../../firmware/src/protocol/endpoint.js";
+import { Endpoint, parseEndpoint } from "../../firmware/src/protocol/endpoint.js";
 
 const key = Buffer.alloc(32, 7);
 const route = {
@@ -17,7 +17,7 @@ const route = {
     staticKey: key,
     endpoints: [parseEndpoint("198.18.0.20:7000"), parseEndpoint("[2001:db8::1]:7000"), parseEndpoint("[::ffff:10.1.2.3]:9")],
   },
-  relay: { endpoint: parseEndpoint("198.18.0.10:7402"), staticKey: key },
+  relay: { endpoints: [parseEndpoint("198.18.0.10:7402"), parseEndpoint("[2001:db8:1::10]:7402")] as Endpoint[], staticKey: key },
 } as const;
 
 const samples: Signal[] = [
@@ -31,8 +31,8 @@ const samples: Signal[] = [
     virtualIP: "100.64.0.5",
     prefixLength: 16,
     overlayDomain: "cyphonic.internal",
-    nms: { endpoint: parseEndpoint("198.18.0.10:7401"), staticKey: key },
-    trs: { endpoint: parseEndpoint("198.18.0.10:7402"), staticKey: key },
+    nms: { endpoints: [parseEndpoint("198.18.0.10:7401")], staticKey: key },
+    trs: { endpoints: [parseEndpoint("198.18.0.10:7402")], staticKey: key },
   },
   { type: SignalType.Error, requestId: 4, code: "token_expired", message: "token expired" },
   { type: SignalType.GeneralNodesRequest, requestId: 14, offset: 8 },

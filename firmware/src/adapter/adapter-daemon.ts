@@ -41,7 +41,7 @@ export class AdapterDaemon extends NodeDaemon {
       overlayCidr: `${networkOf(id.virtualIP, id.prefixLength)}/${id.prefixLength}`,
       tunnelMtuBytes: TUNNEL_MTU_BYTES,
     });
-    this.registry = new GeneralNodeRegistry(cfg.stateDir, this.primary!.channel, this.requests, id.as, (nodes) => void this.applyGeneralNodes(nodes), this.log);
+    this.registry = new GeneralNodeRegistry(cfg.stateDir, this.primary!.channel, this.requests, id.as, [cfg.tunName], (nodes) => void this.applyGeneralNodes(nodes), this.log);
     this.dhcp = await DhcpServer.start({
       interfaceName: cfg.lanInterface,
       serverAddress: id.virtualIP,

@@ -8,6 +8,7 @@ import { z } from "zod";
 import { KeyPair } from "../protocol/crypto.js";
 import { GENERAL_NODES_PAGE_SIZE, GeneralNodeEntry, ServiceInfo, SignalType } from "../protocol/signaling.js";
 import { Peer } from "../transport/peer.js";
+import { pickEndpoint } from "../transport/reachability.js";
 import { SignalChannel } from "../transport/signal-channel.js";
 import { writeFileAtomic } from "../util/files.js";
 import { Logger } from "../util/log.js";
@@ -44,13 +45,14 @@ export class GeneralNodeRegistry {
     private readonly channel: SignalChannel<NodePeerTag>,
     private readonly requests: RequestTracker,
     as: ServiceInfo,
+    overlayInterfaces: string[],
     /** Called with the full list whenever it changes. */
     private readonly onChange: (nodes: GeneralNode[]) => void,
     private readonly log: Logger,
   ) {
     this.asPeer =
       channel.engine.peer(as.staticKey) ??
-      channel.engine.addPeer(new Peer<NodePeerTag>(as.staticKey, { kind: "direct", endpoint: as.endpoint }, { kind: "service", service: "as" }, true));
+      channel.engine.addPeer(new Peer<NodePeerTag>(as.staticKey, { kind: "direct", endpoint: pickEndpoint(as.endpoints, overlayInterfaces) }, { kind: "service", service: "as" }, true));
   }
 
   get all(): GeneralNode[] {

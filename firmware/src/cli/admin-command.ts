@@ -17,7 +17,7 @@ export const ADMIN_USAGE = `cyphonic admin --state DIR COMMAND
   general add NAME --adapter ADAPTER --mac MAC
                                           register a general node (an unmodified device) behind
                                           an adapter; it gets its own FQDN and virtual IP
-  token create NAME --as-endpoint ADDRESS:PORT [--ttl-hours N] [--out FILE]
+  token create NAME --as-endpoint ADDRESS:PORT[,[IPv6]:PORT] [--ttl-hours N] [--out FILE]
                                           issue a one-time provisioning token (default 24 h)
                                           and write the token file (stdout without --out)`;
 
@@ -61,12 +61,12 @@ export function runAdmin(argv: string[]): void {
     } else if (noun === "token" && verb === "create") {
       const node = findNode(store, need());
       if (!values["as-endpoint"]) throw new UsageError("token create needs --as-endpoint ADDRESS:PORT (the AS as nodes reach it)", ADMIN_USAGE);
-      const text = values["as-endpoint"];
-      const asEndpoint = endpointOption(text.includes(":") ? text : `${text}:${DEFAULT_PORTS.as}`, "--as-endpoint");
+      // Several comma-separated endpoints serve nodes on IPv4 and on IPv6 networks.
+      const asEndpoints = values["as-endpoint"].split(",").map((text) => endpointOption(text.trim(), "--as-endpoint", DEFAULT_PORTS.as));
       // A token is a bearer secret: a year is the longest it may stay valid.
       const ttlHours = intOption(values["ttl-hours"], 24, "--ttl-hours", 1, 8_760);
       const issued = store.createToken(node.id, ttlHours * 3_600_000);
-      const tokenText = formatTokenFile({ asEndpoint, asKey: readServicePublicKey(values.state, "as"), token: issued.secret });
+      const tokenText = formatTokenFile({ asEndpoints, asKey: readServicePublicKey(values.state, "as"), token: issued.secret });
       if (values.out) {
         writeFileAtomic(values.out, tokenText, 0o600);
         process.stderr.write(`token for ${node.fqdn} written to ${values.out}, valid until ${new Date(issued.expiresAt).toISOString()}\n`);

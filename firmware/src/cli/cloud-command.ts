@@ -9,7 +9,7 @@ import { UsageError, intOption, portOption, waitForSignal } from "./common.js";
 
 export const CLOUD_USAGE = `cyphonic cloud|as|nms|trs --state DIR --advertise ADDRESS [options]
   --state DIR            state directory: database and service keys (created 0700)
-  --advertise ADDRESS    address nodes use to reach the services
+  --advertise ADDRESS    address nodes use to reach the services; repeat it for IPv4 and IPv6
   --bind ADDRESS         address to listen on (default: all)
   --as-port N            AS UDP port (default ${DEFAULT_PORTS.as})
   --nms-port N           NMS UDP port (default ${DEFAULT_PORTS.nms})
@@ -24,7 +24,7 @@ export async function runCloud(command: string, argv: string[]): Promise<void> {
     args: argv,
     options: {
       state: { type: "string" },
-      advertise: { type: "string" },
+      advertise: { type: "string", multiple: true },
       bind: { type: "string" },
       "as-port": { type: "string" },
       "nms-port": { type: "string" },
@@ -40,7 +40,7 @@ export async function runCloud(command: string, argv: string[]): Promise<void> {
   const settings = loadSettings(values.state, { overlayDomain: values.domain, pool: values.pool });
   const parsed = cloudConfigSchema.safeParse({
     stateDir: values.state,
-    advertise: values.advertise ?? "",
+    advertise: values.advertise ?? [],
     bind: values.bind,
     ports: {
       as: portOption(values["as-port"], DEFAULT_PORTS.as, "--as-port"),

@@ -1,3 +1,4 @@
+import net from "node:net";
 import { Endpoint, parseEndpoint } from "../protocol/endpoint.js";
 // Helpers shared by the subcommands.
 
@@ -26,8 +27,9 @@ export function portOption(value: string | undefined, fallback: number, flag: st
   return intOption(value, fallback, flag, allowZero ? 0 : 1, 65535);
 }
 
-/** Parses an ADDRESS:PORT flag, turning a parse error into a usage error. */
-export function endpointOption(value: string, flag: string): Endpoint {
+/** Parses an ADDRESS:PORT flag (a bare address takes defaultPort when given), turning a parse error into a usage error. */
+export function endpointOption(value: string, flag: string, defaultPort?: number): Endpoint {
+  if (defaultPort !== undefined && net.isIP(value)) return { address: value, port: defaultPort };
   try {
     return parseEndpoint(value);
   } catch (err) {

@@ -33,7 +33,7 @@ export async function startCloud(config: CloudConfig, which: ServiceSelection): 
     nms: loadOrCreateServiceKey(config.stateDir, "nms"),
     trs: loadOrCreateServiceKey(config.stateDir, "trs"),
   };
-  const info = (port: number, key: Buffer): ServiceInfo => ({ endpoint: { address: config.advertise, port }, staticKey: key });
+  const info = (port: number, key: Buffer): ServiceInfo => ({ endpoints: config.advertise.map((address) => ({ address, port })), staticKey: key });
   const nmsInfo = info(config.ports.nms, keys.nms.publicKey);
   const trsInfo = info(config.ports.trs, keys.trs.publicKey);
   const running: RunningCloud = {

@@ -21,8 +21,10 @@ export const poolSchema = z
 
 export const cloudConfigSchema = z.object({
   stateDir: z.string().min(1, "state directory is required (--state DIR)"),
-  /** Address nodes use to reach the services; sent to nodes in their configuration. */
-  advertise: z.string().refine((a) => net.isIP(a) !== 0, "advertise address must be an IPv4 or IPv6 address (--advertise ADDR)"),
+  /** Addresses nodes use to reach the services, one per family, in order of preference; sent to nodes in their configuration. */
+  advertise: z
+    .array(z.string().refine((a) => net.isIP(a) !== 0, "advertise address must be an IPv4 or IPv6 address (--advertise ADDR)"))
+    .min(1, "at least one --advertise address is required"),
   /** Address to bind; defaults to all addresses. */
   bind: z.string().refine((a) => net.isIP(a) !== 0, "bind address must be an IP address").optional(),
   ports: z.object({

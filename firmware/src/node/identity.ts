@@ -24,7 +24,7 @@ export interface NodeIdentity {
   trs: ServiceInfo;
 }
 
-const serviceSchema = z.object({ endpoint: z.string(), key: z.string() });
+const serviceSchema = z.object({ endpoints: z.array(z.string()).min(1), key: z.string() });
 const identitySchema = z.object({
   nodeId: z.number().int().positive(),
   fqdn: z.string().min(1),
@@ -54,12 +54,12 @@ export function loadIdentity(stateDir: string): NodeIdentity | null {
   const parsed = identitySchema.safeParse(JSON.parse(fs.readFileSync(file, "utf8")));
   if (!parsed.success) throw new Error(`invalid identity file ${file}: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
   const d = parsed.data;
-  const service = (s: { endpoint: string; key: string }): ServiceInfo => ({ endpoint: parseEndpoint(s.endpoint), staticKey: Buffer.from(s.key, "base64") });
+  const service = (s: { endpoints: string[]; key: string }): ServiceInfo => ({ endpoints: s.endpoints.map(parseEndpoint), staticKey: Buffer.from(s.key, "base64") });
   return { ...d, as: service(d.as), nms: service(d.nms), trs: service(d.trs) };
 }
 
 export function saveIdentity(stateDir: string, id: NodeIdentity): void {
-  const service = (s: ServiceInfo) => ({ endpoint: formatEndpoint(s.endpoint), key: s.staticKey.toString("base64") });
+  const service = (s: ServiceInfo) => ({ endpoints: s.endpoints.map(formatEndpoint), key: s.staticKey.toString("base64") });
   const doc = { ...id, as: service(id.as), nms: service(id.nms), trs: service(id.trs) };
   writeFileAtomic(path.join(stateDir, "identity.json"), JSON.stringify(doc, null, 2) + "\n", 0o600);
 }

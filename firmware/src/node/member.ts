@@ -8,6 +8,7 @@ import { readIPv4Header } from "../protocol/ipv4.js";
 import { RouteInfo, RouteTarget, ServiceInfo, Signal, SignalType } from "../protocol/signaling.js";
 import { EndpointMux } from "../transport/endpoint-mux.js";
 import { PeerPath, Source, describePath } from "../transport/path.js";
+import { pickEndpoint } from "../transport/reachability.js";
 import { Peer } from "../transport/peer.js";
 import { SignalChannel } from "../transport/signal-channel.js";
 import { Counters } from "../util/counters.js";
@@ -66,7 +67,8 @@ export class Member {
     private readonly deliver: (packet: Buffer) => void,
     private readonly counters: Counters,
     private readonly log: Logger,
-    overlayInterfaces: string[],
+    /** The overlay's own interfaces, whose addresses say nothing about the underlay. */
+    private readonly overlayInterfaces: string[],
   ) {
     this.dropLog = new RateLimitedLog(log);
     this.virtualIPNumber = ipv4ToNumber(identity.virtualIP);
@@ -189,7 +191,7 @@ export class Member {
 
   private applyRoute(route: RouteInfo): Peer<NodePeerTag> {
     const relayKey = route.relay?.staticKey.toString("hex") ?? "";
-    if (route.relay) this.ensureRelay(route.relay.staticKey, route.relay.endpoint);
+    if (route.relay) this.ensureRelay(route.relay.staticKey, pickEndpoint(route.relay.endpoints, this.overlayInterfaces));
     const existing = this.channel.engine.peer(route.peer.staticKey);
     const before = existing?.path ? describePath(existing.path) : null;
     const { peer, initiate } = this.tunnels.apply(route, existing, relayKey);

@@ -7,6 +7,7 @@ import os from "node:os";
 import { Endpoint, formatEndpoint, sameEndpoint } from "../protocol/endpoint.js";
 import { RouteInfo, RouteTarget, ServiceInfo, Signal, SignalType } from "../protocol/signaling.js";
 import { Peer } from "../transport/peer.js";
+import { pickEndpoint } from "../transport/reachability.js";
 import { SignalChannel } from "../transport/signal-channel.js";
 import { Logger } from "../util/log.js";
 import { RequestTracker } from "./requests.js";
@@ -43,13 +44,13 @@ export class NmsLink {
   constructor(
     private readonly channel: SignalChannel<NodePeerTag>,
     private readonly requests: RequestTracker,
-    nms: ServiceInfo,
+    private readonly nms: ServiceInfo,
     private readonly localPort: () => number,
     /** The overlay's own interfaces, whose addresses are not underlay endpoints. */
     private readonly overlayInterfaces: string[],
     private readonly log: Logger,
   ) {
-    this.peer = channel.engine.addPeer(new Peer<NodePeerTag>(nms.staticKey, { kind: "direct", endpoint: nms.endpoint }, { kind: "service", service: "nms" }, true));
+    this.peer = channel.engine.addPeer(new Peer<NodePeerTag>(nms.staticKey, { kind: "direct", endpoint: pickEndpoint(nms.endpoints, overlayInterfaces) }, { kind: "service", service: "nms" }, true));
   }
 
   start(): void {
@@ -147,6 +148,8 @@ export class NmsLink {
     this.log.warn({ reason }, "NMS session lost, reconnecting");
     this.peer.current = null;
     this.peer.previous = null;
+    // The host may have moved to a network of another address family.
+    this.peer.path = { kind: "direct", endpoint: pickEndpoint(this.nms.endpoints, this.overlayInterfaces) };
     void this.register();
   }
 }

@@ -8,6 +8,7 @@
 import fs from "node:fs";
 import { Signal, SignalType } from "../protocol/signaling.js";
 import { Peer } from "../transport/peer.js";
+import { pickEndpoint } from "../transport/reachability.js";
 import { SignalChannel } from "../transport/signal-channel.js";
 import { Logger } from "../util/log.js";
 import { NodeIdentity, saveIdentity } from "./identity.js";
@@ -39,7 +40,7 @@ export async function redeemToken(
 ): Promise<Extract<Signal, { type: typeof SignalType.Welcome }>> {
   const asPeer =
     channel.engine.peer(token.asKey) ??
-    channel.engine.addPeer(new Peer<NodePeerTag>(token.asKey, { kind: "direct", endpoint: token.asEndpoint }, { kind: "service", service: "as" }, true));
+    channel.engine.addPeer(new Peer<NodePeerTag>(token.asKey, { kind: "direct", endpoint: pickEndpoint(token.asEndpoints) }, { kind: "service", service: "as" }, true));
   for (let attempt = 1; ; attempt++) {
     try {
       const reply = await requests.request(
@@ -76,7 +77,7 @@ export function completeProvisioning(
     virtualIP: welcome.virtualIP,
     prefixLength: welcome.prefixLength,
     overlayDomain: welcome.overlayDomain,
-    as: { endpoint: token.asEndpoint, staticKey: token.asKey },
+    as: { endpoints: token.asEndpoints, staticKey: token.asKey },
     nms: welcome.nms,
     trs: welcome.trs,
   };

@@ -2,15 +2,17 @@
 // user drops on the adapter's boot partition). Plain KEY=VALUE lines, '#'
 // comments, so any text editor on any PC can write it:
 //
-//   as_endpoint=198.18.0.10:7400      the AS, ADDRESS:PORT or [IPv6]:PORT
+//   as_endpoint=198.18.0.10:7400      the AS, ADDRESS:PORT or [IPv6]:PORT; several,
+//                                     comma-separated, for an AS on IPv4 and IPv6
 //   as_key=<base64, 32 bytes>         the AS static key: the node pins it
 //   token=<base64url secret>          one-time, expires
 import fs from "node:fs";
 import { isUsablePublicKey } from "../protocol/crypto.js";
-import { Endpoint, formatEndpoint, parseEndpoint } from "../protocol/endpoint.js";
+import { Endpoint, MAX_ENDPOINTS, formatEndpoint, parseEndpoint } from "../protocol/endpoint.js";
 
 export interface TokenFile {
-  asEndpoint: Endpoint;
+  /** In order of preference; the node uses the first of a family it has an address in. */
+  asEndpoints: Endpoint[];
   asKey: Buffer;
   token: string;
 }
@@ -44,9 +46,10 @@ export function parseTokenFile(text: string, file = "token file"): TokenFile {
     if (!v) throw new TokenFileError(file, key, `missing field "${key}"`);
     return v;
   };
-  let asEndpoint: Endpoint;
+  let asEndpoints: Endpoint[];
   try {
-    asEndpoint = parseEndpoint(need("as_endpoint"));
+    asEndpoints = need("as_endpoint").split(",").map((e) => parseEndpoint(e.trim()));
+    if (asEndpoints.length > MAX_ENDPOINTS) throw new RangeError(`more than ${MAX_ENDPOINTS} endpoints`);
   } catch (err) {
     if (err instanceof TokenFileError) throw err;
     throw new TokenFileError(file, "as_endpoint", `invalid as_endpoint: ${(err as Error).message}`);
@@ -56,7 +59,7 @@ export function parseTokenFile(text: string, file = "token file"): TokenFile {
   if (!isUsablePublicKey(asKey)) throw new TokenFileError(file, "as_key", "invalid as_key: not a usable X25519 public key; copy it again from the token the operator issued");
   const token = need("token");
   if (!/^[A-Za-z0-9_-]{16,256}$/.test(token)) throw new TokenFileError(file, "token", "invalid token: expected 16 to 256 base64url characters");
-  return { asEndpoint, asKey, token };
+  return { asEndpoints, asKey, token };
 }
 
 export function readTokenFile(file: string): TokenFile {
@@ -72,7 +75,7 @@ export function readTokenFile(file: string): TokenFile {
 export function formatTokenFile(t: TokenFile): string {
   return [
     "# CYPHONIC provisioning token: one use, keep it secret.",
-    `as_endpoint=${formatEndpoint(t.asEndpoint)}`,
+    `as_endpoint=${t.asEndpoints.map(formatEndpoint).join(",")}`,
     `as_key=${t.asKey.toString("base64")}`,
     `token=${t.token}`,
     "",

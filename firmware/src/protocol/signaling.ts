@@ -47,7 +47,8 @@ export const Role = { Initiate: 1, Await: 2, Punch: 3 } as const;
 export type RoleKind = (typeof Role)[keyof typeof Role];
 
 export interface ServiceInfo {
-  endpoint: Endpoint;
+  /** One per address family the service is reachable on, in order of preference. */
+  endpoints: Endpoint[];
   staticKey: Buffer;
 }
 
@@ -118,12 +119,14 @@ const TARGET_VIRTUAL_IP = 2;
 const TARGET_STATIC_KEY = 3;
 
 function writeService(w: Writer, s: ServiceInfo): void {
-  writeEndpoint(w, s.endpoint);
+  writeEndpoints(w, s.endpoints);
   w.fixed(s.staticKey, KEY_BYTES);
 }
 
 function readService(r: Reader): ServiceInfo {
-  return { endpoint: readEndpoint(r), staticKey: r.fixed(KEY_BYTES, "service static key") };
+  const endpoints = readEndpoints(r);
+  if (endpoints.length === 0) throw new ProtocolError("bad_field", "service without endpoints");
+  return { endpoints, staticKey: r.fixed(KEY_BYTES, "service static key") };
 }
 
 function writeRoute(w: Writer, route: RouteInfo): void {

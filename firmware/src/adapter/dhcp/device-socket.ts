@@ -132,7 +132,7 @@ function socketError(call: string, action: string): DeviceSocketError {
   const errno = koffi.errno();
   const code = errnoName(errno);
   let hint = "";
-  if (code === "EPERM" || code === "EACCES") hint = ": run as root, or grant CAP_NET_RAW and CAP_NET_BIND_SERVICE";
+  if (code === "EPERM" || code === "EACCES") hint = ": run as root, or grant CAP_NET_BIND_SERVICE (and CAP_NET_RAW on kernels before 5.7)";
   else if (code === "ENODEV") hint = ": the interface does not exist";
   else if (code === "EADDRNOTAVAIL") hint = ": the address is not assigned to a local interface";
   else if (code === "EADDRINUSE") hint = ": another socket holds the port";

@@ -13,6 +13,9 @@
 #   natb   lan0 192.168.2.1 ----- cn1 eth0 192.168.2.2, default route via natb
 #   nata   wan0 198.18.0.40 --+
 #   nata   lan0 192.168.1.1 ----- adapter wan0 192.168.1.2, default route via nata
+#   natc   wan0 198.18.0.50 --+ a second NAPT, LAN 192.168.3.0/24, which cn1
+#          can move to (`lab.sh move`), as can the IPv6-only address
+#          2001:db8:1::40 on the internet segment
 #   cn3    eth0 2001:db8:1::30 (IPv6 only) --+ on the same segment, which
 #          also carries IPv6 (2001:db8:1::/64, the documentation prefix):
 #          inet 2001:db8:1::1, cloud 2001:db8:1::10, cn2 2001:db8:1::20
@@ -28,7 +31,7 @@
 # in the root namespace and deleting the namespaces deletes the veths.
 set -euo pipefail
 
-readonly HOSTS=(inet cloud cn2 natb cn1 nata adapter gn gn2 cn3)
+readonly HOSTS=(inet cloud cn2 natb cn1 nata adapter gn gn2 cn3 natc)
 readonly NAPT_KINDS=(masquerade random fully-random)
 # Owner files let `reap` tell a live run's lab from one left by a crashed run.
 readonly OWNER_DIR=/run/cyphonic-lab
@@ -48,6 +51,10 @@ readonly ADDR6_INET=2001:db8:1::1
 readonly ADDR6_CLOUD=2001:db8:1::10
 readonly ADDR6_CN2=2001:db8:1::20
 readonly ADDR6_CN3=2001:db8:1::30
+readonly ADDR_NATC_WAN=198.18.0.50
+readonly ADDR_NATC_LAN=192.168.3.1
+readonly ADDR_CN1_NATC=192.168.3.2
+readonly ADDR6_CN1_MOVED=2001:db8:1::40
 readonly NET_LAN_A=192.168.1.0/24
 readonly PREFIXLEN_LAN_A=24
 readonly ADDR_NATA_WAN=198.18.0.40
@@ -76,13 +83,16 @@ Usage:
   lab.sh down <prefix>
       Kill the processes inside the lab's namespaces and delete every namespace
       and veth named "<prefix>-*". Does nothing when none exist.
+  lab.sh move <prefix> cn1 natb|natc|v6
+      Move cn1's link to natb's LAN, natc's LAN or the internet segment with
+      an IPv6 address only.
   lab.sh exec <prefix> <host> <command> [args...]
       Run a command inside "<prefix>-<host>".
   lab.sh reap
       Run `down` for every lab with a generated prefix ("cy" and 4 hex digits)
       whose owner process is gone.
 <prefix> is a lowercase letter followed by 1 to 11 lowercase letters or digits,
-for example cy3fa0. <host> is one of: inet cloud cn2 natb cn1 nata adapter gn gn2 cn3.
+for example cy3fa0. <host> is one of: inet cloud cn2 natb cn1 nata adapter gn gn2 cn3 natc.
 EOF
 }
 
@@ -151,7 +161,7 @@ create_namespaces() {
     ip netns add "$(ns "$host")"
     ip -n "$(ns "$host")" link set lo up
     forward=0
-    [[ $host == inet || $host == natb || $host == nata ]] && forward=1
+    [[ $host == inet || $host == natb || $host == nata || $host == natc ]] && forward=1
     set_sysctl "$host" net.ipv4.ip_forward "$forward"
   done
 }
@@ -172,6 +182,10 @@ build_internet() {
   ip -n "$inet_ns" link set to-natb master "$IF_INET_BRIDGE"
   add_veth inet to-nata nata "$IF_NATB_WAN"
   ip -n "$inet_ns" link set to-nata master "$IF_INET_BRIDGE"
+  add_veth inet to-natc natc "$IF_NATB_WAN"
+  ip -n "$inet_ns" link set to-natc master "$IF_INET_BRIDGE"
+  ip -n "$(ns natc)" addr add "$ADDR_NATC_WAN/$PREFIXLEN_INTERNET" dev "$IF_NATB_WAN"
+  ip -n "$(ns natc)" route add default via "$ADDR_INET"
 
   ip -n "$(ns cloud)" addr add "$ADDR_CLOUD/$PREFIXLEN_INTERNET" dev "$IF_HOST"
   ip -n "$(ns cloud)" route add default via "$ADDR_INET"
@@ -364,9 +378,46 @@ cmd_up() {
   build_lan_a
   install_napt natb "$kind"
   install_napt nata masquerade
+  install_napt natc masquerade
 
   trap - EXIT INT TERM
   print_lab "$kind"
+}
+
+# Moves cn1's only link elsewhere, as a laptop moves between networks: the
+# old veth is deleted and a new one made. Targets: natb (its original LAN),
+# natc (another NAPT), v6 (the internet segment with an IPv6 address only).
+cmd_move() {
+  (($# == 3)) || die "usage: lab.sh move <prefix> cn1 natb|natc|v6"
+  PREFIX=$1
+  local host=$2 target=$3
+  check_prefix "$PREFIX"
+  [[ $host == cn1 ]] || die "only cn1 moves, got '$host'"
+  require_root
+  ip -n "$(ns cn1)" link del "$IF_HOST" 2>/dev/null || true
+  ip -n "$(ns inet)" link del to-cn1v6 2>/dev/null || true
+  case $target in
+    natb)
+      add_veth natb "$IF_NATB_LAN" cn1 "$IF_HOST"
+      ip -n "$(ns natb)" addr add "$ADDR_NATB_LAN/$PREFIXLEN_LAN_B" dev "$IF_NATB_LAN"
+      ip -n "$(ns cn1)" addr add "$ADDR_CN1/$PREFIXLEN_LAN_B" dev "$IF_HOST"
+      ip -n "$(ns cn1)" route add default via "$ADDR_NATB_LAN"
+      ;;
+    natc)
+      ip -n "$(ns natc)" link del "$IF_NATB_LAN" 2>/dev/null || true
+      add_veth natc "$IF_NATB_LAN" cn1 "$IF_HOST"
+      ip -n "$(ns natc)" addr add "$ADDR_NATC_LAN/24" dev "$IF_NATB_LAN"
+      ip -n "$(ns cn1)" addr add "$ADDR_CN1_NATC/24" dev "$IF_HOST"
+      ip -n "$(ns cn1)" route add default via "$ADDR_NATC_LAN"
+      ;;
+    v6)
+      add_veth inet to-cn1v6 cn1 "$IF_HOST"
+      ip -n "$(ns inet)" link set to-cn1v6 master "$IF_INET_BRIDGE"
+      ip -n "$(ns cn1)" addr add "$ADDR6_CN1_MOVED/64" dev "$IF_HOST" nodad
+      ip -n "$(ns cn1)" -6 route add default via "$ADDR6_INET"
+      ;;
+    *) die "unknown move target '$target': expected natb, natc or v6" ;;
+  esac
 }
 
 cmd_exec() {
@@ -387,7 +438,7 @@ cmd_exec() {
 cmd_reap() {
   require_root
   local prefix owner
-  for prefix in $(ip netns list | awk '{ print $1 }' | sed -n 's/^\(cy[0-9a-f]\{4\}\)-\(inet\|cloud\|cn2\|natb\|cn1\|nata\|adapter\|gn\|gn2\|cn3\)$/\1/p' | sort -u); do
+  for prefix in $(ip netns list | awk '{ print $1 }' | sed -n 's/^\(cy[0-9a-f]\{4\}\)-\(inet\|cloud\|cn2\|natb\|cn1\|nata\|adapter\|gn\|gn2\|cn3\|natc\)$/\1/p' | sort -u); do
     owner=$(cat "$OWNER_DIR/$prefix.pid" 2>/dev/null || true)
     if [[ $owner =~ ^[0-9]+$ ]] && kill -0 "$owner" 2>/dev/null; then
       continue
@@ -410,6 +461,7 @@ main() {
       cmd_down "$1"
       ;;
     exec) cmd_exec "$@" ;;
+    move) cmd_move "$@" ;;
     reap) cmd_reap ;;
     -h | --help | help) usage ;;
     *)

@@ -5,7 +5,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import { Lab, LabHost } from "./harness.js";
+import { Lab, LabHost, LabProcess } from "./harness.js";
 import { Overlay, OverlayNode } from "./overlay-fixture.js";
 
 const FIXTURES = path.resolve("test/lab/fixtures");
@@ -47,6 +47,7 @@ describe("adapter", { timeout: 300_000 }, () => {
   let gn: { fqdn: string; virtualIP: string };
   let gn2: { fqdn: string; virtualIP: string };
   let records: Record<"gn" | "gn2", string>;
+  let gn2Dhclient: LabProcess | undefined;
 
   const setResolver = (host: LabHost, server: string) => {
     const dir = `/etc/netns/${lab.ns[host]}`;
@@ -107,7 +108,7 @@ describe("adapter", { timeout: 300_000 }, () => {
     );
     const before = (await overlay.status("ad1")).counters;
     // -d keeps dhclient in the foreground, renewing, until the lab is taken down.
-    lab.spawn("gn2", ["dhclient", "-v", "-d", "--no-pid", "-sf", script(records.gn2, "dhclient-script.sh"), "-lf", leases, GN_IF]);
+    gn2Dhclient = lab.spawn("gn2", ["dhclient", "-v", "-d", "--no-pid", "-sf", script(records.gn2, "dhclient-script.sh"), "-lf", leases, GN_IF]);
     await waitFor("dhclient bound", () => fs.existsSync(path.join(records.gn2, "dhclient-BOUND.env")), 30_000);
     const env = readEnv(path.join(records.gn2, "dhclient-BOUND.env"));
     assert.equal(env.new_ip_address, gn2.virtualIP);
@@ -191,6 +192,8 @@ describe("adapter", { timeout: 300_000 }, () => {
   });
 
   test("a device using another's address gets nothing through", async () => {
+    // gn2's own DHCP client would put its leased address back at the next renewal.
+    await gn2Dhclient?.kill();
     const before = (await overlay.status("ad1")).counters;
     await lab.exec("gn2", ["ip", "addr", "flush", "dev", GN_IF]);
     await lab.exec("gn2", ["ip", "addr", "add", `${gn.virtualIP}/16`, "dev", GN_IF]);

@@ -14,8 +14,8 @@ export type { Capture } from "./capture.js";
 export type { LabProcess, LabSpawnOptions } from "./lab-process.js";
 export type { DecodedPacket } from "./packet.js";
 
-export type LabHost = "inet" | "cloud" | "cn1" | "cn2" | "natb" | "nata" | "adapter" | "gn" | "gn2" | "cn3";
-export const LAB_HOSTS: readonly LabHost[] = ["inet", "cloud", "cn1", "cn2", "natb", "nata", "adapter", "gn", "gn2", "cn3"];
+export type LabHost = "inet" | "cloud" | "cn1" | "cn2" | "natb" | "nata" | "adapter" | "gn" | "gn2" | "cn3" | "natc";
+export const LAB_HOSTS: readonly LabHost[] = ["inet", "cloud", "cn1", "cn2", "natb", "nata", "adapter", "gn", "gn2", "cn3", "natc"];
 
 /** How natb picks the public port: masquerade maps endpoint-independently, random and fully-random per destination. */
 export type NaptKind = "masquerade" | "random" | "fully-random";
@@ -97,6 +97,12 @@ export class Lab {
     readonly mac: { gn: string; gn2: string },
   ) {
     this.workDir = mkdtempSync(path.join(tmpdir(), `${prefix}-`));
+  }
+
+  /** Moves cn1's link to natb's LAN, natc's LAN or the IPv6-only internet segment. */
+  async move(target: "natb" | "natc" | "v6"): Promise<void> {
+    const r = await runLabScript(["move", this.prefix, "cn1", target]);
+    if (r.code !== 0) throw new Error(`lab.sh move ${target} failed with exit code ${r.code}:\n${r.stderr}`);
   }
 
   /** Creates a lab with a fresh random prefix. The caller must take it down with down(). */

@@ -50,6 +50,8 @@ export class NodeManagementService {
   private nextInstructionId = 1;
   private readonly retryTimer: NodeJS.Timeout;
   private readonly routeLimiter = new KeyedRateLimiter<number>(ROUTE_REQUESTS_PER_SECOND, ROUTE_REQUEST_BURST);
+  /** A node whose address flaps is re-routed a few times per second at most. */
+  private readonly rerouteLimiter = new KeyedRateLimiter<number>(2, 4);
 
   constructor(private readonly opts: NmsOptions) {
     this.channel = new SignalChannel<NodeTag>(
@@ -104,6 +106,7 @@ export class NodeManagementService {
     // Peers on the same site receive these addresses: only ones they could send to.
     const usable = localEndpoints.filter((e) => isRoutableUnicast(e.address));
     if (usable.length !== localEndpoints.length) this.channel.engine.counters.add("register.unusable_endpoints", localEndpoints.length - usable.length);
+    const previous = this.opts.store.getLocation(peer.tag.nodeId);
     const location = this.opts.store.registerLocation(peer.tag.nodeId, {
       localAddresses: usable.map(formatEndpoint),
       observedAddress: source.endpoint.address,
@@ -120,6 +123,7 @@ export class NodeManagementService {
       napt: location.napt,
       keepaliveIntervalMs: this.opts.keepaliveIntervalMs,
     });
+    if (previous && !sameEndpoint({ address: previous.observedAddress, port: previous.observedPort }, source.endpoint)) this.reroute(peer.tag.nodeId);
   }
 
   private keepalive(peer: Peer<NodeTag>, seq: number, source: Source): void {
@@ -139,6 +143,51 @@ export class NodeManagementService {
       observedPort: to.endpoint.port,
     });
     log.info({ node: peer.tag.nodeId, endpoint: formatEndpoint(to.endpoint), napt: location.napt }, "node endpoint changed");
+    this.reroute(peer.tag.nodeId);
+  }
+
+  /**
+   * Selects the route again for every pair the moved node is part of and
+   * pushes it to both ends, so a tunnel follows the node to another NAPT or
+   * address family (to the relay, say, when the families no longer match).
+   * The ends keep their sessions: only the path changes.
+   */
+  private reroute(nodeId: number): void {
+    if (!this.rerouteLimiter.allow(nodeId)) return;
+    const store = this.opts.store;
+    const moved = store.getNodeById(nodeId);
+    const movedLocation = moved && this.locate(moved);
+    if (!moved || !movedLocation) return;
+    for (const route of store.routesOf(nodeId)) {
+      const other = store.getNodeById(route.nodeA === nodeId ? route.nodeB : route.nodeA);
+      const otherLocation = other && this.locate(other);
+      if (!other?.publicKey || !otherLocation || !this.peerOf(other.id)?.current) continue;
+      const { forRequester, forPeer } = this.buildRoutes(route.routeId, moved, movedLocation, other, otherLocation);
+      this.instruct(other.id, forPeer);
+      this.instruct(nodeId, forRequester);
+      this.channel.engine.counters.add("route.rerouted");
+      log.info({ node: nodeId, peer: other.id, route: route.routeId, reason: forRequester.reason }, "route selected again after a move");
+    }
+  }
+
+  /** Both ends' view of the route between requester and peer. */
+  private buildRoutes(routeId: number, requester: NodeRecord, requesterLocation: NodeLocation, peer: NodeRecord, peerLocation: NodeLocation): { forRequester: RouteInfo; forPeer: RouteInfo } {
+    const decision = selectRoute(requesterLocation, peerLocation);
+    const relay = decision.path === Path.Relay || decision.requesterRole === Role.Punch ? this.opts.trs : null;
+    const forRequester: RouteInfo = {
+      routeId,
+      path: decision.path,
+      role: decision.requesterRole,
+      reason: decision.reason,
+      peer: peerInfo(peer, decision.peerEndpointsForRequester),
+      relay,
+    };
+    const forPeer: RouteInfo = {
+      ...forRequester,
+      role: otherRole(decision.requesterRole),
+      peer: peerInfo(requester, decision.requesterEndpointsForPeer),
+    };
+    return { forRequester, forPeer };
   }
 
   private routeRequest(peer: Peer<NodeTag>, requestId: number, target: RouteTarget): void {
@@ -163,28 +212,14 @@ export class NodeManagementService {
     if (!peerLocation) return fail("offline", `${node.fqdn} is offline`);
 
     const started = process.hrtime.bigint();
-    const decision = selectRoute(requesterLocation, peerLocation);
     const route = this.opts.store.routeFor(requester.id, node.id);
-    const relay = decision.path === Path.Relay || decision.requesterRole === Role.Punch ? this.opts.trs : null;
-    const forRequester: RouteInfo = {
-      routeId: route.routeId,
-      path: decision.path,
-      role: decision.requesterRole,
-      reason: decision.reason,
-      peer: peerInfo(node, decision.peerEndpointsForRequester),
-      relay,
-    };
-    const forPeer: RouteInfo = {
-      ...forRequester,
-      role: otherRole(decision.requesterRole),
-      peer: peerInfo(requester, decision.requesterEndpointsForPeer),
-    };
+    const { forRequester, forPeer } = this.buildRoutes(route.routeId, requester, requesterLocation, node, peerLocation);
     // The peer learns first, so it accepts the requester's handshake when it arrives.
     this.instruct(node.id, forPeer);
     this.channel.signal(peer, { type: SignalType.RouteResponse, requestId, route: forRequester });
     this.channel.engine.counters.add("route.selected");
     log.info(
-      { node: requester.id, peer: node.id, route: route.routeId, path: decision.path === Path.Direct ? "direct" : "relay", reason: decision.reason, selectUs: Number(process.hrtime.bigint() - started) / 1000 },
+      { node: requester.id, peer: node.id, route: route.routeId, path: forRequester.path === Path.Direct ? "direct" : "relay", reason: forRequester.reason, selectUs: Number(process.hrtime.bigint() - started) / 1000 },
       "route selected",
     );
   }

@@ -6,6 +6,7 @@ import { KeyPair } from "../protocol/crypto.js";
 import { TUNNEL_MTU_BYTES } from "../protocol/constants.js";
 import { Endpoint, formatEndpoint, ipv4ToNumber } from "../protocol/endpoint.js";
 import { EndpointMux } from "../transport/endpoint-mux.js";
+import { underlaySignature } from "../transport/reachability.js";
 import { SignalChannel } from "../transport/signal-channel.js";
 import { ControlServer } from "../util/control-socket.js";
 import { Counters } from "../util/counters.js";
@@ -30,6 +31,8 @@ export interface NodeConfig {
   dnsUpstream: Endpoint | null;
 }
 
+/** How often the host's addresses are compared with the last seen, so a move is noticed within this time. */
+const UNDERLAY_POLL_MS = 200;
 /** Longer than the resolver's wait for a tunnel, so a slow first handshake still gets its answer. */
 const DNS_QUERY_TIMEOUT_MS = 9_000;
 
@@ -45,6 +48,8 @@ export class NodeDaemon {
   protected primary: Member | null = null;
   protected tun: TunDevice | null = null;
   private dns: DnsServer | null = null;
+  private underlayTimer: NodeJS.Timeout | null = null;
+  private underlay = "";
   private control: ControlServer | null = null;
 
   constructor(protected readonly config: NodeConfig) {
@@ -83,10 +88,24 @@ export class NodeDaemon {
       queryTimeoutMs: DNS_QUERY_TIMEOUT_MS,
     });
     this.control = await ControlServer.start(this.config.controlSocket, () => this.report(), this.log);
+    this.underlay = underlaySignature([this.config.tunName]);
+    this.underlayTimer = setInterval(() => this.checkUnderlay(), UNDERLAY_POLL_MS);
+    this.underlayTimer.unref();
     this.log.info({ dns: dnsListen.map(formatEndpoint), control: this.config.controlSocket }, "node ready");
   }
 
+  /** Notices a new address (a new DHCP lease, another network, another family) within one poll. */
+  private checkUnderlay(): void {
+    const now = underlaySignature([this.config.tunName]);
+    if (now === this.underlay) return;
+    this.log.info({ from: this.underlay || "none", to: now || "none" }, "underlay addresses changed");
+    this.underlay = now;
+    this.counters.add("underlay.changes");
+    for (const member of this.members.values()) member.underlayChanged();
+  }
+
   async stop(): Promise<void> {
+    if (this.underlayTimer) clearInterval(this.underlayTimer);
     for (const m of this.members.values()) m.stop();
     this.requests.cancelAll(new Error("node stopping"));
     await this.dns?.close();

@@ -51,6 +51,8 @@ export class Member {
   private readonly routeAsked = new Map<number, number>();
   private readonly dropLog: RateLimitedLog;
   private probeTimer: NodeJS.Timeout | null = null;
+  /** The relay's endpoints, kept to pick another family after a move. */
+  private relayEndpoints: Endpoint[] | null = null;
   /** Packets to destinations whose route request is in flight, by virtual IP as a number. */
   private readonly awaitingRoute = new Map<number, { sinceMs: number; packets: Buffer[] }>();
   /** Relayed peers with a direct candidate: when to probe next, and the interval after that. */
@@ -152,6 +154,20 @@ export class Member {
     }
   }
 
+  /**
+   * Reacts to a change of this host's addresses: registers from the new one,
+   * points the relay session at the family the host now has, and sends a
+   * keep-alive on every tunnel so that peers learn the new endpoint from an
+   * authenticated packet.
+   */
+  underlayChanged(): void {
+    this.nms.underlayChanged();
+    if (this.trsPeer && this.relayEndpoints) {
+      this.trsPeer.path = { kind: "direct", endpoint: pickEndpoint(this.relayEndpoints, this.overlayInterfaces) };
+    }
+    for (const peer of this.tunnels.all()) this.channel.engine.sendKeepalive(peer);
+  }
+
   /** Asks the NMS for a route to target and sets up the tunnel it describes. */
   async connect(target: RouteTarget): Promise<Peer<NodePeerTag>> {
     const route = await this.nms.requestRoute(target);
@@ -191,7 +207,10 @@ export class Member {
 
   private applyRoute(route: RouteInfo): Peer<NodePeerTag> {
     const relayKey = route.relay?.staticKey.toString("hex") ?? "";
-    if (route.relay) this.ensureRelay(route.relay.staticKey, pickEndpoint(route.relay.endpoints, this.overlayInterfaces));
+    if (route.relay) {
+      this.relayEndpoints = route.relay.endpoints;
+      this.ensureRelay(route.relay.staticKey, pickEndpoint(route.relay.endpoints, this.overlayInterfaces));
+    }
     const existing = this.channel.engine.peer(route.peer.staticKey);
     const before = existing?.path ? describePath(existing.path) : null;
     const { peer, initiate } = this.tunnels.apply(route, existing, relayKey);

@@ -99,6 +99,16 @@ export class NmsLink {
     return reply.route;
   }
 
+  /**
+   * Follows a change of this host's addresses: the NMS is reached over the
+   * family the host now has, and a registration from the new address tells
+   * the NMS where the node went (it then re-routes the node's tunnels).
+   */
+  underlayChanged(): void {
+    this.peer.path = { kind: "direct", endpoint: pickEndpoint(this.nms.endpoints, this.overlayInterfaces) };
+    void this.register();
+  }
+
   /** Re-registers at once, as after an address change of this host. */
   async register(): Promise<void> {
     if (this.registering) return;

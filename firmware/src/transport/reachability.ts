@@ -22,3 +22,15 @@ export function pickEndpoint(endpoints: Endpoint[], excludeInterfaces: string[] 
   const families = usableFamilies(excludeInterfaces);
   return endpoints.find((e) => families.has(endpointFamily(e))) ?? endpoints[0]!;
 }
+
+/** A text that changes whenever this host's underlay addresses change; cheap enough to poll. */
+export function underlaySignature(excludeInterfaces: string[] = []): string {
+  const parts: string[] = [];
+  for (const [name, addresses] of Object.entries(os.networkInterfaces())) {
+    if (excludeInterfaces.includes(name)) continue;
+    for (const a of addresses ?? []) {
+      if (!a.internal && isRoutableUnicast(a.address)) parts.push(`${name}/${a.address}`);
+    }
+  }
+  return parts.sort().join(" ");
+}

@@ -176,6 +176,11 @@ export class CloudStore {
     return this.routes.routeFor(nodeX, nodeY, now);
   }
 
+  /** Returns every route with nodeId at one end. */
+  routesOf(nodeId: number): RouteRecord[] {
+    return this.routes.listForNode(nodeId);
+  }
+
   getRoute(routeId: number): RouteRecord | undefined {
     return this.routes.get(routeId);
   }

@@ -24,11 +24,13 @@ export class RouteTable {
   private readonly byId: Database.Statement<[number], RouteRow>;
   private readonly byPair: Database.Statement<[number, number], RouteRow>;
   private readonly insert: Database.Statement<[number, number, number, number], void>;
+  private readonly byNode: Database.Statement<[number, number], RouteRow>;
   private readonly create: Database.Transaction<(a: number, b: number, now: number) => RouteRecord>;
 
   constructor(db: Database.Database) {
     this.byId = db.prepare("SELECT * FROM routes WHERE route_id = ?");
     this.byPair = db.prepare("SELECT * FROM routes WHERE node_a = ? AND node_b = ?");
+    this.byNode = db.prepare("SELECT * FROM routes WHERE node_a = ? OR node_b = ? ORDER BY route_id");
     this.insert = db.prepare("INSERT OR IGNORE INTO routes (route_id, node_a, node_b, created_at) VALUES (?, ?, ?, ?)");
     this.create = db.transaction((a: number, b: number, now: number) => {
       const existing = this.byPair.get(a, b);
@@ -46,6 +48,11 @@ export class RouteTable {
   /** The pair's route, created on first use; the order of the two ids does not matter. */
   routeFor(nodeX: number, nodeY: number, now = Date.now()): RouteRecord {
     return this.create.immediate(Math.min(nodeX, nodeY), Math.max(nodeX, nodeY), now);
+  }
+
+  /** Every route with nodeId at one end. */
+  listForNode(nodeId: number): RouteRecord[] {
+    return this.byNode.all(nodeId, nodeId).map(toRecord);
   }
 
   get(routeId: number): RouteRecord | undefined {

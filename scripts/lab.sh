@@ -10,7 +10,8 @@
 #   cloud  eth0 198.18.0.10 --+
 #   cn2    eth0 198.18.0.20 --+-- inet: bridge br0 198.18.0.1, the default gateway
 #   natb   wan0 198.18.0.30 --+
-#   natb   lan0 192.168.2.1 ----- cn1 eth0 192.168.2.2, default route via natb
+#   natb   lan0 192.168.2.1 (a bridge) -- cn1 eth0 192.168.2.2 and
+#          cn4 eth0 192.168.2.4, default route via natb
 #   nata   wan0 198.18.0.40 --+
 #   nata   lan0 192.168.1.1 ----- adapter wan0 192.168.1.2, default route via nata
 #   natc   wan0 198.18.0.50 --+ a second NAPT, LAN 192.168.3.0/24, which cn1
@@ -31,7 +32,7 @@
 # in the root namespace and deleting the namespaces deletes the veths.
 set -euo pipefail
 
-readonly HOSTS=(inet cloud cn2 natb cn1 nata adapter gn gn2 cn3 natc)
+readonly HOSTS=(inet cloud cn2 natb cn1 nata adapter gn gn2 cn3 natc cn4)
 readonly NAPT_KINDS=(masquerade random fully-random)
 # Owner files let `reap` tell a live run's lab from one left by a crashed run.
 readonly OWNER_DIR=/run/cyphonic-lab
@@ -46,6 +47,7 @@ readonly ADDR_CN2=198.18.0.20
 readonly ADDR_NATB_WAN=198.18.0.30
 readonly ADDR_NATB_LAN=192.168.2.1
 readonly ADDR_CN1=192.168.2.2
+readonly ADDR_CN4=192.168.2.4
 readonly NET_INTERNET6=2001:db8:1::/64
 readonly ADDR6_INET=2001:db8:1::1
 readonly ADDR6_CLOUD=2001:db8:1::10
@@ -92,7 +94,7 @@ Usage:
       Run `down` for every lab with a generated prefix ("cy" and 4 hex digits)
       whose owner process is gone.
 <prefix> is a lowercase letter followed by 1 to 11 lowercase letters or digits,
-for example cy3fa0. <host> is one of: inet cloud cn2 natb cn1 nata adapter gn gn2 cn3 natc.
+for example cy3fa0. <host> is one of: inet cloud cn2 natb cn1 nata adapter gn gn2 cn3 natc cn4.
 EOF
 }
 
@@ -233,11 +235,22 @@ build_lan_a() {
   ip -n "$(ns gn2)" link set "$IF_HOST" address "$MAC_GN2"
 }
 
+# natb's LAN is a bridge (the home switch) with cn1 and cn4 on it, so two
+# nodes share one NAPT: the same-site case.
 build_lan_b() {
-  add_veth natb "$IF_NATB_LAN" cn1 "$IF_HOST"
+  ip -n "$(ns natb)" link add "$IF_NATB_LAN" type bridge stp_state 0 forward_delay 0
+  ip -n "$(ns natb)" link set "$IF_NATB_LAN" up
   ip -n "$(ns natb)" addr add "$ADDR_NATB_LAN/$PREFIXLEN_LAN_B" dev "$IF_NATB_LAN"
-  ip -n "$(ns cn1)" addr add "$ADDR_CN1/$PREFIXLEN_LAN_B" dev "$IF_HOST"
-  ip -n "$(ns cn1)" route add default via "$ADDR_NATB_LAN"
+  plug_into_lan_b cn1 "$ADDR_CN1"
+  plug_into_lan_b cn4 "$ADDR_CN4"
+}
+
+plug_into_lan_b() {
+  local host=$1 address=$2
+  add_veth natb "to-$host" "$host" "$IF_HOST"
+  ip -n "$(ns natb)" link set "to-$host" master "$IF_NATB_LAN"
+  ip -n "$(ns "$host")" addr add "$address/$PREFIXLEN_LAN_B" dev "$IF_HOST"
+  ip -n "$(ns "$host")" route add default via "$ADDR_NATB_LAN"
 }
 
 # Installs natb's NAPT. Plain masquerade keeps the LAN source port when that
@@ -262,6 +275,9 @@ table ip cyphonic_filter {
     type filter hook forward priority filter; policy drop;
     ct state established,related accept
     iifname "$IF_NATB_LAN" oifname "$IF_NATB_WAN" accept
+    # Hosts on the LAN talk to each other; with br_netfilter loaded, bridged
+    # IPv4 traffic passes this hook too.
+    iifname "$IF_NATB_LAN" oifname "$IF_NATB_LAN" accept
   }
   # Unsolicited traffic to the router itself is dropped, as home routers do.
   # It also keeps conntrack from confirming an entry for such a packet, which
@@ -398,10 +414,7 @@ cmd_move() {
   ip -n "$(ns inet)" link del to-cn1v6 2>/dev/null || true
   case $target in
     natb)
-      add_veth natb "$IF_NATB_LAN" cn1 "$IF_HOST"
-      ip -n "$(ns natb)" addr add "$ADDR_NATB_LAN/$PREFIXLEN_LAN_B" dev "$IF_NATB_LAN"
-      ip -n "$(ns cn1)" addr add "$ADDR_CN1/$PREFIXLEN_LAN_B" dev "$IF_HOST"
-      ip -n "$(ns cn1)" route add default via "$ADDR_NATB_LAN"
+      plug_into_lan_b cn1 "$ADDR_CN1"
       ;;
     natc)
       ip -n "$(ns natc)" link del "$IF_NATB_LAN" 2>/dev/null || true
@@ -438,7 +451,7 @@ cmd_exec() {
 cmd_reap() {
   require_root
   local prefix owner
-  for prefix in $(ip netns list | awk '{ print $1 }' | sed -n 's/^\(cy[0-9a-f]\{4\}\)-\(inet\|cloud\|cn2\|natb\|cn1\|nata\|adapter\|gn\|gn2\|cn3\|natc\)$/\1/p' | sort -u); do
+  for prefix in $(ip netns list | awk '{ print $1 }' | sed -n 's/^\(cy[0-9a-f]\{4\}\)-\(inet\|cloud\|cn2\|natb\|cn1\|nata\|adapter\|gn\|gn2\|cn3\|natc\|cn4\)$/\1/p' | sort -u); do
     owner=$(cat "$OWNER_DIR/$prefix.pid" 2>/dev/null || true)
     if [[ $owner =~ ^[0-9]+$ ]] && kill -0 "$owner" 2>/dev/null; then
       continue

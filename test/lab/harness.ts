@@ -14,8 +14,8 @@ export type { Capture } from "./capture.js";
 export type { LabProcess, LabSpawnOptions } from "./lab-process.js";
 export type { DecodedPacket } from "./packet.js";
 
-export type LabHost = "inet" | "cloud" | "cn1" | "cn2" | "natb" | "nata" | "adapter" | "gn" | "gn2" | "cn3" | "natc";
-export const LAB_HOSTS: readonly LabHost[] = ["inet", "cloud", "cn1", "cn2", "natb", "nata", "adapter", "gn", "gn2", "cn3", "natc"];
+export type LabHost = "inet" | "cloud" | "cn1" | "cn2" | "natb" | "nata" | "adapter" | "gn" | "gn2" | "cn3" | "natc" | "cn4";
+export const LAB_HOSTS: readonly LabHost[] = ["inet", "cloud", "cn1", "cn2", "natb", "nata", "adapter", "gn", "gn2", "cn3", "natc", "cn4"];
 
 /** How natb picks the public port: masquerade maps endpoint-independently, random and fully-random per destination. */
 export type NaptKind = "masquerade" | "random" | "fully-random";

@@ -1,11 +1,13 @@
-// Mobility: cn1 moves from natb to natc, then to an IPv6-only network, while
-// cn2 sends it a paced, checksummed TCP stream over the overlay. Virtual IPs
-// stay, so the TCP connection must survive; the longest pause in delivery is
-// reported.
+// Mobility and cloud faults, each during a paced, checksummed TCP stream over
+// the overlay: cn1 moves from natb to natc, then to an IPv6-only network; the
+// cloud is killed with SIGKILL and restarted; the adapter's WAN address
+// changes under a general node's stream. Virtual IPs stay, so the TCP
+// connections must survive; the longest pause in delivery is reported.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
-import { Lab } from "./harness.js";
+import fs from "node:fs";
+import { Lab, LabHost } from "./harness.js";
 import { Overlay, OverlayNode } from "./overlay-fixture.js";
 
 const FIXTURES = path.resolve("test/lab/fixtures");
@@ -31,6 +33,19 @@ describe("mobility", { timeout: 240_000 }, () => {
     await lab?.down();
   });
 
+  /** Starts a stream from one host to a virtual IP on another; resolves with the receiver's report. */
+  async function stream(from: LabHost, to: LabHost, toVirtualIP: string, port: number, during: () => Promise<void>) {
+    const receiver = lab.spawn(to, ["node", "--import", "tsx", path.join(FIXTURES, "stream-receiver.ts"), toVirtualIP, String(port)]);
+    await receiver.waitForLine(/listening/, 10_000);
+    const sender = lab.spawn(from, ["node", "--import", "tsx", path.join(FIXTURES, "stream-sender.ts"), toVirtualIP, String(port), String(STREAM_BYTES), String(STREAM_SECONDS)]);
+    await during();
+    const sent = JSON.parse(await sender.waitForLine(/sha256/, 90_000)) as { bytes: number; sha256: string };
+    const received = JSON.parse(await receiver.waitForLine(/sha256/, 30_000)) as { bytes: number; sha256: string; maxGapMs: number; maxGapAtBytes: number };
+    assert.equal(received.bytes, sent.bytes);
+    assert.equal(received.sha256, sent.sha256);
+    return received;
+  }
+
   test("a TCP stream survives natb to natc to IPv6-only", async () => {
     const receiver = lab.spawn("cn1", ["node", "--import", "tsx", path.join(FIXTURES, "stream-receiver.ts"), cn1.virtualIP, "5001"]);
     await receiver.waitForLine(/listening/, 10_000);
@@ -55,5 +70,44 @@ describe("mobility", { timeout: 240_000 }, () => {
     const row = status.tunnels.find((t) => t.fqdn === cn2.fqdn);
     assert.equal(row?.path, "relay", "IPv6-only cn1 reaches IPv4 cn2 through the relay");
     assert.ok((status.counters["underlay.changes"] ?? 0) >= 2, "both moves were noticed");
+  });
+
+  test("a TCP stream survives a cloud kill -9 and restart", async () => {
+    await lab.move("natb");
+    const received = await stream("cn2", "cn1", cn1.virtualIP, 5002, async () => {
+      await new Promise((r) => setTimeout(r, 4_000));
+      await overlay.cloud.kill("SIGKILL");
+      await overlay.cloud.exited;
+      await new Promise((r) => setTimeout(r, 2_000));
+      await overlay.startCloud();
+    });
+    console.log(`cloud restart: ${received.bytes} bytes intact, longest gap in delivery ${received.maxGapMs} ms`);
+    assert.ok(received.maxGapMs < 3_000, `the stream stalled for ${received.maxGapMs} ms`);
+  });
+
+  test("a general node's stream survives the adapter's WAN address change", async () => {
+    await overlay.admin("node", "add", "ad1", "--kind", "adapter");
+    const gn = await overlay.addGeneralNode("ad1", "gn1", lab.mac.gn);
+    const adapter = await overlay.startNode("adapter", "ad1", lab.iface.adapterLan);
+    await adapter.process.waitForLine(/"general node added"/, 20_000);
+    const script = path.join(overlay.dir, "udhcpc.sh");
+    fs.writeFileSync(script, '#!/bin/sh\n[ "$1" = bound ] || exit 0\nip addr flush dev "$interface"\nip addr add "$ip/$subnet" dev "$interface"\nip route replace default via "$router"\n', { mode: 0o755 });
+    lab.spawn("gn", ["udhcpc", "-f", "-i", "eth0", "-s", script]);
+    await new Promise((r) => setTimeout(r, 2_000));
+
+    const received = await stream("gn", "cn2", cn2.virtualIP, 5003, async () => {
+      await new Promise((r) => setTimeout(r, 4_000));
+      // A new DHCP lease on the WAN side: another address on the same network.
+      // The old one goes first, because deleting a primary address also
+      // deletes the secondaries of its subnet.
+      await lab.exec("adapter", ["ip", "addr", "del", `${lab.addr.adapterWan}/24`, "dev", lab.iface.adapterWan]);
+      await lab.exec("adapter", ["ip", "addr", "add", "192.168.1.3/24", "dev", lab.iface.adapterWan]);
+      await lab.exec("adapter", ["ip", "route", "replace", "default", "via", "192.168.1.1"]);
+    });
+    console.log(`adapter WAN change: ${received.bytes} bytes intact, longest gap in delivery ${received.maxGapMs} ms`);
+    const status = await overlay.status("ad1");
+    assert.ok((status.counters["underlay.changes"] ?? 0) >= 1, "the adapter noticed its new address");
+    assert.ok(received.maxGapMs < 3_000, `the stream stalled for ${received.maxGapMs} ms`);
+    void gn;
   });
 });

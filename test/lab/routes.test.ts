@@ -2,7 +2,7 @@
 // `cyphonic status` reports, traffic over it, and the relay's byte counter,
 // which must stay at zero on direct paths. Hosts: cloud and cn2 are public,
 // cn1 sits behind natb, "ap" runs on the adapter host behind nata, and cn3
-// has IPv6 only.
+// has IPv6 only, and cn4 shares natb's LAN with cn1.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Lab, NaptKind } from "./harness.js";
@@ -68,6 +68,7 @@ function suite(naptKind: NaptKind, cases: (n: Record<string, OverlayNode>) => Ca
       nodes.cp = await overlay.addNode("cloud", "cp");
       nodes.ap = await overlay.addNode("adapter", "ap");
       if (naptKind === "masquerade") nodes.cn3 = await overlay.addNode("cn3", "cn3");
+      if (naptKind === "masquerade") nodes.cn4 = await overlay.addNode("cn4", "cn4");
     });
 
     after(async () => {
@@ -86,6 +87,7 @@ suite("masquerade", (n) => [
   { name: "one side behind NAPT", from: n.cn2!, to: n.cn1!, path: "direct", reason: /peer behind NAPT/ },
   { name: "both behind NAPT, endpoint-independent", from: n.ap!, to: n.cn1!, path: "direct", reason: /hole punching/ },
   { name: "IPv6-only to IPv4", from: n.cn3!, to: n.cn2!, path: "relay", reason: /no common address family/ },
+  { name: "same site behind one NAPT", from: n.cn4!, to: n.cn1!, path: "direct", reason: /same site/ },
 ]);
 
 suite("fully-random", (n) => [

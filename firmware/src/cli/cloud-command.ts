@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { DEFAULT_PORTS, cloudConfigSchema } from "../cloud/config.js";
 import { ServiceSelection, startCloud } from "../cloud/cloud.js";
 import { loadSettings } from "../cloud/settings.js";
+import { SystemdNotifier } from "../appliance/systemd-notify.js";
 import { ControlServer } from "../util/control-socket.js";
 import { logger } from "../util/log.js";
 import { UsageError, intOption, portOption, waitForSignal } from "./common.js";
@@ -57,11 +58,16 @@ export async function runCloud(command: string, argv: string[]): Promise<void> {
   }
   const which: ServiceSelection =
     command === "cloud" ? { as: true, nms: true, trs: true } : { as: command === "as", nms: command === "nms", trs: command === "trs" };
+  const notifier = SystemdNotifier.fromEnvironment();
+  notifier.startWatchdog(() => true);
   const cloud = await startCloud(parsed.data, which);
   const log = logger("cloud");
   const control = await ControlServer.start(values.control ?? "/run/cyphonic/cloud.sock", () => ({ services: cloud.status() }), log);
+  notifier.ready(`${command} running`);
   const signal = await waitForSignal();
   log.info({ signal }, "stopping");
+  notifier.stopping();
+  notifier.stopWatchdog();
   await control.close();
   cloud.close();
 }

@@ -2,6 +2,7 @@
 import { parseArgs } from "node:util";
 import { controlRequest } from "../util/control-socket.js";
 import { AdapterDaemon } from "../adapter/adapter-daemon.js";
+import { SystemdNotifier } from "../appliance/systemd-notify.js";
 import { NodeConfig, NodeDaemon } from "../node/daemon.js";
 import { NodeStatus, formatStatus } from "../node/status.js";
 import { logger } from "../util/log.js";
@@ -57,10 +58,17 @@ export async function runNode(argv: string[], adapter = false): Promise<void> {
   };
   const leaseSeconds = intOption(values["lease-seconds"], 3600, "--lease-seconds", 10, 7 * 86_400);
   const daemon = adapter ? new AdapterDaemon({ ...config, lanInterface: values.lan!, leaseSeconds }) : new NodeDaemon(config);
+  // Under systemd (Type=notify), the watchdog starts before the first start,
+  // which may wait minutes for the cloud, and READY=1 follows a complete start.
+  const notifier = SystemdNotifier.fromEnvironment();
+  notifier.startWatchdog(() => true);
   await daemon.start();
+  notifier.ready(`${adapter ? "adapter" : "node"} running`);
   const signal = await waitForSignal();
   logger("node").info({ signal }, "stopping");
+  notifier.stopping();
   await daemon.stop();
+  notifier.stopWatchdog();
 }
 
 export async function runStatus(argv: string[]): Promise<void> {

@@ -230,6 +230,10 @@ export class Member {
       for (const packet of held.packets) this.channel.engine.send(peer, packet);
     }
     const path = peer.path ? describePath(peer.path) : "none";
+    // A live session moved to another path: a keep-alive over it at once
+    // opens this end's NAPT towards the peer and shows the peer where this end
+    // now is, instead of waiting for the next data packet or keep-alive.
+    if (existing && before !== path && peer.current) this.channel.engine.sendKeepalive(peer);
     // Repeated instructions for an unchanged route are routine: log only news.
     const level = existing && before === path ? "debug" : "info";
     this.log[level]({ peer: route.peer.fqdn, virtualIP: route.peer.virtualIP, route: route.routeId, path, reason: route.reason, initiate }, "route applied");

@@ -88,6 +88,8 @@ Usage:
   lab.sh move <prefix> cn1 natb|natc|v6
       Move cn1's link to natb's LAN, natc's LAN or the internet segment with
       an IPv6 address only.
+  lab.sh napt <prefix> natb|nata|natc masquerade|random|fully-random
+      Change a NAPT router's port mapping while the lab runs.
   lab.sh exec <prefix> <host> <command> [args...]
       Run a command inside "<prefix>-<host>".
   lab.sh reap
@@ -433,6 +435,26 @@ cmd_move() {
   esac
 }
 
+# Changes the port mapping of a NAPT router while the lab runs, as when a
+# router is replaced: the new rule applies to flows that start afterwards.
+cmd_napt() {
+  (($# == 3)) || die "usage: lab.sh napt <prefix> natb|nata|natc masquerade|random|fully-random"
+  PREFIX=$1
+  local router=$2 kind=$3 flags=""
+  check_prefix "$PREFIX"
+  [[ $router == natb || $router == nata || $router == natc ]] || die "unknown NAPT router '$router'"
+  [[ " ${NAPT_KINDS[*]} " == *" $kind "* ]] || die "invalid NAPT kind '$kind': expected masquerade, random or fully-random"
+  require_root
+  [[ $kind != masquerade ]] && flags=" $kind"
+  in_ns "$router" nft -f - <<RULES
+flush chain ip cyphonic_nat postrouting
+add rule ip cyphonic_nat postrouting oifname "$IF_NATB_WAN" masquerade$flags
+RULES
+  # Existing mappings keep their ports until they expire; flush them so the
+  # new kind applies to the next packet.
+  in_ns "$router" conntrack -F >/dev/null 2>&1 || log "conntrack not installed: old mappings stay until they expire"
+}
+
 cmd_exec() {
   (($# >= 3)) || {
     usage
@@ -475,6 +497,7 @@ main() {
       ;;
     exec) cmd_exec "$@" ;;
     move) cmd_move "$@" ;;
+    napt) cmd_napt "$@" ;;
     reap) cmd_reap ;;
     -h | --help | help) usage ;;
     *)

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the lab tests call directly.
-readonly LAB_PACKAGES=(iproute2 nftables iputils-ping tcpdump dnsutils iperf3 netcat-openbsd udhcpc isc-dhcp-client busybox wget systemd)
+readonly LAB_PACKAGES=(iproute2 nftables iputils-ping tcpdump dnsutils iperf3 netcat-openbsd udhcpc isc-dhcp-client busybox wget systemd conntrack)
 
 # Lists test files under $1, sorted. Node 20's --test takes no glob patterns,
 # so the files are passed by name.

@@ -105,6 +105,12 @@ export class Lab {
     if (r.code !== 0) throw new Error(`lab.sh move ${target} failed with exit code ${r.code}:\n${r.stderr}`);
   }
 
+  /** Changes a NAPT router's port mapping while the lab runs. */
+  async setNapt(router: "natb" | "nata" | "natc", kind: NaptKind): Promise<void> {
+    const r = await runLabScript(["napt", this.prefix, router, kind]);
+    if (r.code !== 0) throw new Error(`lab.sh napt ${router} ${kind} failed with exit code ${r.code}:\n${r.stderr}`);
+  }
+
   /** Creates a lab with a fresh random prefix. The caller must take it down with down(). */
   static async up(opts: LabOptions = {}): Promise<Lab> {
     if (process.getuid?.() !== 0) {

@@ -93,3 +93,47 @@ suite("masquerade", (n) => [
 suite("fully-random", (n) => [
   { name: "both behind NAPT, one endpoint-dependent", from: n.ap!, to: n.cn1!, path: "relay", reason: /hole punching/ },
 ]);
+
+describe("relayed route moves to a direct path", { timeout: 300_000 }, () => {
+  let lab: Lab;
+  let overlay: Overlay;
+
+  after(async () => {
+    overlay?.cleanup();
+    await lab?.down();
+  });
+
+  test("probing finds the direct path once the NAPT allows it", async () => {
+    lab = await Lab.up({ naptKind: "fully-random" });
+    overlay = new Overlay(lab);
+    await overlay.startCloud();
+    const cn1 = await overlay.addNode("cn1", "cn1");
+    const ap = await overlay.addNode("adapter", "ap");
+    await timeToFirstReply(lab, ap, cn1);
+    const before = (await overlay.status("ap")).tunnels.find((t) => t.fqdn === cn1.fqdn);
+    assert.equal(before?.path, "relay", "an endpoint-dependent NAPT ends on the relay");
+
+    // The router is replaced by one that maps endpoint-independently; a ping
+    // stream runs across the switch from relay to direct.
+    await lab.setNapt("natb", "masquerade");
+    // Replacing the router dropped its mappings: relayed traffic resumes once
+    // cn1's next keep-alive to the relay opens a new one (within 15 s).
+    const recovered = Date.now() + 30_000;
+    while (Date.now() < recovered) {
+      const r = await lab.exec(ap.host, ["ping", "-c", "3", "-i", "0.2", "-W", "1", cn1.virtualIP], { timeoutMs: 10_000 });
+      if (/ 3 received/.test(r.stdout)) break;
+    }
+    const pings = lab.exec(ap.host, ["ping", "-c", "400", "-i", "0.1", "-q", cn1.virtualIP], { timeoutMs: 60_000 });
+    const deadline = Date.now() + 45_000;
+    let path = "relay";
+    while (Date.now() < deadline && path !== "direct") {
+      await new Promise((r) => setTimeout(r, 1_000));
+      path = (await overlay.status("ap")).tunnels.find((t) => t.fqdn === cn1.fqdn)?.path ?? "none";
+    }
+    assert.equal(path, "direct", "the relayed route moved to the direct path");
+    const result = await pings;
+    const lost = Number(/(\d+)% packet loss/.exec(result.stdout)?.[1] ?? "100");
+    assert.ok(lost <= 1, `the switch lost ${lost}% of the pings`);
+    console.log(`relay to direct: moved, ${lost}% of 400 pings lost across the switch`);
+  });
+});

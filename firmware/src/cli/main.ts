@@ -4,6 +4,7 @@ import { ProvisioningError } from "../node/provision.js";
 import { TokenFileError } from "../node/token-file.js";
 import { logger, setDefaultLogLevel } from "../util/log.js";
 import { ADMIN_USAGE, runAdmin } from "./admin-command.js";
+import { APPLIANCE_PROVISION_USAGE, runApplianceProvision } from "./appliance-command.js";
 import { CLOUD_USAGE, runCloud } from "./cloud-command.js";
 import { UsageError } from "./common.js";
 import { ADAPTER_USAGE, NODE_USAGE, STATUS_USAGE, runNode, runStatus } from "./node-command.js";
@@ -17,6 +18,7 @@ commands:
   node      run the node daemon
   adapter   run the node daemon and serve unmodified devices on a LAN NIC
   status    show a running node's tunnels and counters
+  appliance-provision  first boot of the appliance: apply the token file on the boot partition
 
 ${CLOUD_USAGE}
 
@@ -27,6 +29,8 @@ ${NODE_USAGE}
 ${ADAPTER_USAGE}
 
 ${STATUS_USAGE}
+
+${APPLIANCE_PROVISION_USAGE}
 `;
 
 async function main(argv: string[]): Promise<void> {
@@ -47,6 +51,8 @@ async function main(argv: string[]): Promise<void> {
     case "status":
       setDefaultLogLevel("warn");
       return runStatus(rest);
+    case "appliance-provision":
+      return runApplianceProvision(rest);
     case "help":
     case "--help":
     case "-h":

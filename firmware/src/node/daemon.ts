@@ -5,7 +5,9 @@
 import { KeyPair } from "../protocol/crypto.js";
 import { TUNNEL_MTU_BYTES } from "../protocol/constants.js";
 import { Endpoint, formatEndpoint, ipv4ToNumber } from "../protocol/endpoint.js";
+import path from "node:path";
 import { EndpointMux } from "../transport/endpoint-mux.js";
+import { HandshakeClock } from "../transport/handshake-clock.js";
 import { underlaySignature } from "../transport/reachability.js";
 import { SignalChannel } from "../transport/signal-channel.js";
 import { ControlServer } from "../util/control-socket.js";
@@ -55,6 +57,7 @@ export class NodeDaemon {
   constructor(protected readonly config: NodeConfig) {
     this.log = logger("node");
     this.mux = new EndpointMux(this.log);
+    this.mux.clock = new HandshakeClock(path.join(config.stateDir, "handshake-clock"));
     this.keys = loadOrCreateKey(config.stateDir);
   }
 
@@ -64,6 +67,7 @@ export class NodeDaemon {
 
   async start(): Promise<void> {
     await this.mux.listen(this.config.port);
+    this.mux.clock.start();
     this.identity = loadIdentity(this.config.stateDir) ?? (await this.provision());
     const id = this.identity;
     this.log.info({ node: id.nodeId, fqdn: id.fqdn, virtualIP: id.virtualIP, port: this.mux.port }, "node starting");
@@ -112,6 +116,7 @@ export class NodeDaemon {
     await this.control?.close();
     this.tun?.close();
     this.mux.close();
+    this.mux.clock.stop();
   }
 
   status(): NodeStatus {

@@ -7,6 +7,7 @@ import { MessageType } from "../protocol/constants.js";
 import { Endpoint, formatEndpoint } from "../protocol/endpoint.js";
 import { Counters } from "../util/counters.js";
 import { Logger, RateLimitedLog } from "../util/log.js";
+import { HandshakeClock } from "./handshake-clock.js";
 import { IndexRegistry } from "./index-registry.js";
 import { Source } from "./path.js";
 import { SecureEndpoint } from "./secure-endpoint.js";
@@ -17,6 +18,8 @@ type AnyEndpoint = SecureEndpoint<any>;
 
 export class EndpointMux {
   readonly registry = new IndexRegistry<AnyEndpoint>();
+  /** Shared by the endpoints on this socket; the node daemon gives it a file so it survives restarts. */
+  clock = new HandshakeClock();
   readonly counters = new Counters();
   private readonly endpoints = new Set<AnyEndpoint>();
   private socket: UdpSocket | null = null;

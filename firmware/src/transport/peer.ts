@@ -33,6 +33,8 @@ export class Peer<Tag = unknown> {
   persistentKeepaliveMs = 0;
   bytesSent = 0;
   bytesReceived = 0;
+  /** When an authenticated packet last arrived over a direct path, in ms. */
+  lastDirectReceivedMs = 0;
   /** When data was first sent with nothing received since, in ms; 0 when a reply came. */
   awaitingReplySinceMs = 0;
 

@@ -19,6 +19,7 @@ import { TransportSession } from "../protocol/session.js";
 import { Counters } from "../util/counters.js";
 import { KeyedRateLimiter } from "../util/rate-limit.js";
 import { Logger, RateLimitedLog } from "../util/log.js";
+import { HandshakeClock } from "./handshake-clock.js";
 import { IndexRegistry } from "./index-registry.js";
 import { PeerPath, Source, describePath, samePath } from "./path.js";
 import { HandshakeAttempt, Peer } from "./peer.js";
@@ -48,6 +49,8 @@ export interface EndpointHooks<Tag> {
  */
 const HANDSHAKES_PER_SECOND_PER_SOURCE = 32;
 const HANDSHAKE_BURST_PER_SOURCE = 64;
+/** A peer heard from over a direct path within this time stays on it when relayed packets arrive. */
+const DIRECT_PREFERENCE_MS = 10_000;
 /** Data sent without anything heard back for this long means the session is dead (WireGuard: KEEPALIVE + REKEY_TIMEOUT). */
 const DEAD_SESSION_MS = KEEPALIVE_TIMEOUT_MS + REKEY_TIMEOUT_MS * 5;
 
@@ -63,7 +66,6 @@ export class SecureEndpoint<Tag = unknown> {
   private readonly indexes = new Map<number, IndexEntry<Tag>>();
   private readonly dropLog: RateLimitedLog;
   private readonly handshakeLimiter = new KeyedRateLimiter<string>(HANDSHAKES_PER_SECOND_PER_SOURCE, HANDSHAKE_BURST_PER_SOURCE);
-  private lastTimestampMs = 0n;
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -74,6 +76,7 @@ export class SecureEndpoint<Tag = unknown> {
     private readonly now: () => number = Date.now,
     /** Shared with the other endpoints on the same socket; a private one when alone. */
     readonly registry: IndexRegistry<SecureEndpoint<Tag>> = new IndexRegistry(),
+    private readonly clock: HandshakeClock = new HandshakeClock(),
   ) {
     this.ownMac1Key = mac1Key(identity.publicKey);
     this.dropLog = new RateLimitedLog(log);
@@ -207,7 +210,14 @@ export class SecureEndpoint<Tag = unknown> {
 
     // First message under a new responder session confirms the key: make it current.
     if (peer.current !== session && peer.previous !== session) this.install(peer, session);
-    if (!peer.path || !samePath(peer.path, source)) this.changePath(peer, source);
+    if (!peer.path || !samePath(peer.path, source)) {
+      // A direct path that worked moments ago is not given up for a relayed
+      // packet, which may have left the other end before it saw the direct
+      // path work: without this, both ends flip between the two.
+      const directIsFresh = peer.path?.kind === "direct" && now - peer.lastDirectReceivedMs < DIRECT_PREFERENCE_MS;
+      if (!(source.kind === "relay" && directIsFresh)) this.changePath(peer, source);
+    }
+    if (source.kind === "direct") peer.lastDirectReceivedMs = now;
     if (plaintext.length === 0) {
       this.counters.add("transport.keepalives_received");
       return;
@@ -254,6 +264,7 @@ export class SecureEndpoint<Tag = unknown> {
     peer.handshake = null;
     this.counters.add("handshake.completed");
     if (!peer.path || !samePath(peer.path, source)) this.changePath(peer, source);
+    if (source.kind === "direct") peer.lastDirectReceivedMs = this.now();
     this.install(peer, session);
     // The initiator sends first, which confirms the key to the responder.
     if (peer.queue.length === 0) this.sendKeepalive(peer);
@@ -369,11 +380,8 @@ export class SecureEndpoint<Tag = unknown> {
     return constantTimeEqual(mac(this.ownMac1Key, datagram.subarray(0, macOffset)), datagram.subarray(macOffset));
   }
 
-  /** Initiation timestamps strictly increase within the process, whatever the wall clock does. */
   private nextTimestamp(): bigint {
-    const now = BigInt(Date.now());
-    this.lastTimestampMs = now > this.lastTimestampMs ? now : this.lastTimestampMs + 1n;
-    return this.lastTimestampMs;
+    return this.clock.next();
   }
 
   private drop(reason: DropReason, source: Source, detail?: string): void {

@@ -45,6 +45,7 @@ export class SignalChannel<Tag = unknown> {
       log,
       Date.now,
       mux.registry,
+      mux.clock,
     );
     mux.attach(this.engine);
     this.engine.start();

@@ -26,6 +26,15 @@ describe("mobility", { timeout: 240_000 }, () => {
     await overlay.startCloud();
     cn1 = await overlay.addNode("cn1", "cn1");
     cn2 = await overlay.addNode("cn2", "cn2");
+    // gn, an unmodified device behind the adapter, keeps its DHCP client running.
+    await overlay.admin("node", "add", "ad1", "--kind", "adapter");
+    await overlay.addGeneralNode("ad1", "gn1", lab.mac.gn);
+    const adapter = await overlay.startNode("adapter", "ad1", lab.iface.adapterLan);
+    await adapter.process.waitForLine(/"general node added"/, 20_000);
+    const script = path.join(overlay.dir, "udhcpc.sh");
+    fs.writeFileSync(script, '#!/bin/sh\n[ "$1" = bound ] || exit 0\nip addr flush dev "$interface"\nip addr add "$ip/$subnet" dev "$interface"\nip route replace default via "$router"\n', { mode: 0o755 });
+    lab.spawn("gn", ["udhcpc", "-f", "-i", "eth0", "-s", script]);
+    await new Promise((r) => setTimeout(r, 2_000));
   });
 
   after(async () => {
@@ -49,7 +58,7 @@ describe("mobility", { timeout: 240_000 }, () => {
   test("a TCP stream survives natb to natc to IPv6-only", async () => {
     const receiver = lab.spawn("cn1", ["node", "--import", "tsx", path.join(FIXTURES, "stream-receiver.ts"), cn1.virtualIP, "5001"]);
     await receiver.waitForLine(/listening/, 10_000);
-    const sender = lab.spawn("cn2", ["node", "--import", "tsx", path.join(FIXTURES, "stream-sender.ts"), cn1.virtualIP, "5001", String(STREAM_BYTES), String(STREAM_SECONDS)]);
+    const sender = lab.spawn("gn", ["node", "--import", "tsx", path.join(FIXTURES, "stream-sender.ts"), cn1.virtualIP, "5001", String(STREAM_BYTES), String(STREAM_SECONDS)]);
 
     await new Promise((r) => setTimeout(r, 4_000));
     await lab.move("natc");
@@ -67,8 +76,8 @@ describe("mobility", { timeout: 240_000 }, () => {
     const status = await overlay.status("cn1");
     assert.equal(status.node?.virtualIP, cn1.virtualIP, "the virtual IP stays");
     assert.equal(status.nms?.observed?.startsWith("[2001:db8:1::40]"), true, `NMS sees ${status.nms?.observed}`);
-    const row = status.tunnels.find((t) => t.fqdn === cn2.fqdn);
-    assert.equal(row?.path, "relay", "IPv6-only cn1 reaches IPv4 cn2 through the relay");
+    const row = status.tunnels.find((t) => t.fqdn === "gn1.cyphonic.internal");
+    assert.equal(row?.path, "relay", "IPv6-only cn1 reaches the IPv4 adapter through the relay");
     assert.ok((status.counters["underlay.changes"] ?? 0) >= 2, "both moves were noticed");
   });
 
@@ -86,15 +95,6 @@ describe("mobility", { timeout: 240_000 }, () => {
   });
 
   test("a general node's stream survives the adapter's WAN address change", async () => {
-    await overlay.admin("node", "add", "ad1", "--kind", "adapter");
-    const gn = await overlay.addGeneralNode("ad1", "gn1", lab.mac.gn);
-    const adapter = await overlay.startNode("adapter", "ad1", lab.iface.adapterLan);
-    await adapter.process.waitForLine(/"general node added"/, 20_000);
-    const script = path.join(overlay.dir, "udhcpc.sh");
-    fs.writeFileSync(script, '#!/bin/sh\n[ "$1" = bound ] || exit 0\nip addr flush dev "$interface"\nip addr add "$ip/$subnet" dev "$interface"\nip route replace default via "$router"\n', { mode: 0o755 });
-    lab.spawn("gn", ["udhcpc", "-f", "-i", "eth0", "-s", script]);
-    await new Promise((r) => setTimeout(r, 2_000));
-
     const received = await stream("gn", "cn2", cn2.virtualIP, 5003, async () => {
       await new Promise((r) => setTimeout(r, 4_000));
       // A new DHCP lease on the WAN side: another address on the same network.
@@ -108,6 +108,30 @@ describe("mobility", { timeout: 240_000 }, () => {
     const status = await overlay.status("ad1");
     assert.ok((status.counters["underlay.changes"] ?? 0) >= 1, "the adapter noticed its new address");
     assert.ok(received.maxGapMs < 3_000, `the stream stalled for ${received.maxGapMs} ms`);
-    void gn;
+  });
+
+  test("a TCP stream survives seconds of lost contact with the cloud", async () => {
+    // A bridge-family table sees every frame inet's bridge forwards.
+    const cloud4 = lab.addr.cloud;
+    const cloud6 = lab.addr.cloud6;
+    const block = `table bridge cut { chain cutoff { type filter hook forward priority 0; ip saddr ${cloud4} drop; ip daddr ${cloud4} drop; ip6 saddr ${cloud6} drop; ip6 daddr ${cloud6} drop; }; }`;
+    const received = await stream("cn2", "cn1", cn1.virtualIP, 5004, async () => {
+      await new Promise((r) => setTimeout(r, 3_000));
+      const cut = await lab.exec("inet", ["nft", block]);
+      assert.equal(cut.code, 0, cut.stderr);
+      const probe = await lab.exec("cn2", ["ping", "-c", "1", "-W", "1", cloud4]);
+      assert.notEqual(probe.code, 0, "the cloud is cut off");
+      await new Promise((r) => setTimeout(r, 6_000));
+      await lab.exec("inet", ["nft", "delete", "table", "bridge", "cut"]);
+    });
+    console.log(`cloud unreachable for 6 s: ${received.bytes} bytes intact, longest gap in delivery ${received.maxGapMs} ms`);
+    assert.ok(received.maxGapMs < 3_000, `the stream stalled for ${received.maxGapMs} ms`);
+    const deadline = Date.now() + 20_000;
+    let registered = false;
+    while (!registered && Date.now() < deadline) {
+      registered = (await overlay.status("cn1")).nms?.registered === true && (await overlay.status("cn2")).nms?.registered === true;
+      if (!registered) await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.ok(registered, "both nodes are registered again");
   });
 });

@@ -5,8 +5,11 @@
 // has IPv6 only, and cn4 shares natb's LAN with cn1.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import path from "node:path";
 import { Lab, NaptKind } from "./harness.js";
 import { Overlay, OverlayNode } from "./overlay-fixture.js";
+
+const FIXTURES = path.resolve("test/lab/fixtures");
 
 interface Case {
   name: string;
@@ -79,6 +82,26 @@ function suite(naptKind: NaptKind, cases: (n: Record<string, OverlayNode>) => Ca
     test("each placement gets its path", async () => {
       for (const c of cases(nodes)) await checkCase(lab, overlay, c);
     });
+
+    if (naptKind === "fully-random") {
+      test("a relayed stream survives a relay restart", async () => {
+        const from = nodes.ap!;
+        const to = nodes.cn1!;
+        const receiver = lab.spawn(to.host, ["node", "--import", "tsx", path.join(FIXTURES, "stream-receiver.ts"), to.virtualIP, "5005"]);
+        await receiver.waitForLine(/listening/, 10_000);
+        const sender = lab.spawn(from.host, ["node", "--import", "tsx", path.join(FIXTURES, "stream-sender.ts"), to.virtualIP, "5005", String(16 * 1024 * 1024), "14"]);
+        await new Promise((r) => setTimeout(r, 4_000));
+        // The TRS runs in the cloud process here: kill -9 it and start it again.
+        await overlay.cloud.kill("SIGKILL");
+        await overlay.cloud.exited;
+        await overlay.startCloud();
+        const sent = JSON.parse(await sender.waitForLine(/sha256/, 90_000)) as { bytes: number; sha256: string };
+        const received = JSON.parse(await receiver.waitForLine(/sha256/, 30_000)) as { bytes: number; sha256: string; maxGapMs: number };
+        assert.equal(received.sha256, sent.sha256);
+        console.log(`relay restart: ${received.bytes} bytes intact, longest gap in delivery ${received.maxGapMs} ms`);
+        assert.ok(received.maxGapMs < 10_000, `the stream stalled for ${received.maxGapMs} ms`);
+      });
+    }
   });
 }
 

@@ -5,6 +5,7 @@
 // datagram stays encrypted end to end.
 import { KeyPair } from "../protocol/crypto.js";
 import { Signal, SignalType } from "../protocol/signaling.js";
+import { Source } from "../transport/path.js";
 import { Peer } from "../transport/peer.js";
 import { SignalChannel } from "../transport/signal-channel.js";
 import { RateLimitedLog, logger } from "../util/log.js";
@@ -39,7 +40,7 @@ export class TunnelRelayService {
           this.byNode.set(node.id, peer);
           return { peer };
         },
-        onSignal: (peer, signal) => this.handle(peer, signal),
+        onSignal: (peer, signal, source) => this.handle(peer, signal, source),
       },
       log,
     );
@@ -55,8 +56,14 @@ export class TunnelRelayService {
     this.channel.close();
   }
 
-  private handle(peer: Peer<NodeTag>, signal: Signal): void {
+  private handle(peer: Peer<NodeTag>, signal: Signal, source: Source): void {
     const counters = this.channel.engine.counters;
+    // Nodes that relay check the TRS is alive with these, so a restarted TRS
+    // (which lost their sessions) is noticed within seconds.
+    if (signal.type === SignalType.Keepalive && source.kind === "direct") {
+      this.channel.signal(peer, { type: SignalType.KeepaliveAck, seq: signal.seq, observed: source.endpoint });
+      return;
+    }
     if (signal.type !== SignalType.RelayData) {
       counters.add("drop.unexpected_signal");
       return;

@@ -21,6 +21,9 @@ import { NodePeerTag, TunnelTable } from "./tunnels.js";
 
 /** Route requests for one unknown destination are sent at most this often. */
 const ROUTE_ON_DEMAND_INTERVAL_MS = 2_000;
+/** While tunnels are relayed, the TRS is asked for a keep-alive answer this often, and given this long to answer. */
+const RELAY_LIVENESS_INTERVAL_MS = 1_000;
+const RELAY_LIVENESS_TIMEOUT_MS = 3_000;
 /** Packets held per destination while its route is requested, for how long, and for how many destinations. */
 const MAX_PACKETS_HELD = 16;
 const HOLD_FOR_ROUTE_MS = 5_000;
@@ -51,6 +54,9 @@ export class Member {
   private readonly routeAsked = new Map<number, number>();
   private readonly dropLog: RateLimitedLog;
   private probeTimer: NodeJS.Timeout | null = null;
+  private relayAckMs = 0;
+  private relayPingMs = 0;
+  private relaySeq = 0;
   /** The relay's endpoints, kept to pick another family after a move. */
   private relayEndpoints: Endpoint[] | null = null;
   /** Packets to destinations whose route request is in flight, by virtual IP as a number. */
@@ -145,9 +151,35 @@ export class Member {
     this.channel.engine.initiate(peer);
   }
 
+  /**
+   * While tunnels use the relay, asks the TRS for a keep-alive answer every
+   * interval; without answers the TRS restarted or the path to it broke, so
+   * the session with it starts over instead of waiting for the dead-session
+   * timer of the data path.
+   */
+  private checkRelay(now: number): void {
+    const trs = this.trsPeer;
+    if (!trs?.current) return;
+    if (!this.tunnels.all().some((p) => p.path?.kind === "relay")) return;
+    if (this.relayAckMs === 0) this.relayAckMs = now;
+    if (now - this.relayAckMs > RELAY_LIVENESS_TIMEOUT_MS && !trs.handshake) {
+      this.log.warn({ silentMs: now - this.relayAckMs }, "relay not answering, reconnecting");
+      trs.current = null;
+      trs.previous = null;
+      this.relayAckMs = now;
+      this.channel.engine.initiate(trs);
+      return;
+    }
+    if (now - this.relayPingMs >= RELAY_LIVENESS_INTERVAL_MS) {
+      this.relayPingMs = now;
+      this.channel.signal(trs, { type: SignalType.Keepalive, seq: ++this.relaySeq >>> 0 });
+    }
+  }
+
   /** While relayed, keeps trying the direct path, so a route moves off the relay once it can. */
   private probeRelayedPeers(): void {
     const now = Date.now();
+    this.checkRelay(now);
     for (const [peer, state] of this.probes) {
       if (peer.tag.kind !== "tunnel" || peer.path?.kind !== "relay" || !peer.current) continue;
       if (now >= state.nextMs) this.probeDirect(peer, PUNCH_TIMEOUT_MS);
@@ -271,6 +303,10 @@ export class Member {
     if (peer.tag.service === "nms" && signal.type === SignalType.RouteInstruction) {
       this.channel.signal(peer, { type: SignalType.RouteInstructionAck, instructionId: signal.instructionId });
       this.applyRoute(signal.route);
+      return;
+    }
+    if (peer.tag.service === "trs" && signal.type === SignalType.KeepaliveAck) {
+      this.relayAckMs = Date.now();
       return;
     }
     if (peer.tag.service === "trs" && signal.type === SignalType.RelayData) {

@@ -21,6 +21,12 @@ export class TransportSession {
   lastReceivedMs = 0;
   bytesSent = 0;
   bytesReceived = 0;
+  /**
+   * Whether the other end has proved it holds the keys. The initiator knows
+   * it from the response; a responder learns it from the first transport
+   * message, and sends nothing before (a replayed initiation gets no data).
+   */
+  confirmed: boolean;
 
   constructor(
     readonly localIndex: number,
@@ -31,6 +37,7 @@ export class TransportSession {
     readonly createdMs: number,
   ) {
     this.lastSentMs = createdMs;
+    this.confirmed = isInitiator;
   }
 
   get remoteStatic(): Buffer {
@@ -62,6 +69,7 @@ export class TransportSession {
       throw new ProtocolError("decrypt_failed", "transport message failed authentication");
     }
     this.window.accept(frame.counter);
+    this.confirmed = true;
     this.lastReceivedMs = nowMs;
     this.bytesReceived += frame.ciphertext.length + TRANSPORT_HEADER_BYTES;
     return plaintext;

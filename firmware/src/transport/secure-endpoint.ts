@@ -122,19 +122,27 @@ export class SecureEndpoint<Tag = unknown> {
   send(peer: Peer<Tag>, plaintext: Buffer): void {
     const now = this.now();
     const session = peer.current;
-    if (session && !session.isExpired(now) && peer.path) {
+    if (session && session.confirmed && !session.isExpired(now) && peer.path) {
       this.transmit(peer, session, plaintext, now);
       if (session.needsRekey(now) && !peer.handshake) this.initiate(peer);
       return;
     }
     if (!peer.enqueue(plaintext)) this.counters.add("drop.queue_full");
-    if (!peer.handshake) this.initiate(peer);
+    // An unconfirmed responder session waits for the initiator's first
+    // message, which is on its way; the timer starts a handshake of this
+    // end's own if it does not come.
+    if (!peer.handshake && !session?.confirmed) {
+      if (!session || session.isExpired(now)) this.initiate(peer);
+    } else if (!peer.handshake) {
+      this.initiate(peer);
+    }
   }
 
   /** Sends an empty transport message, which keeps NAPT mappings and proves liveness. */
   sendKeepalive(peer: Peer<Tag>): void {
     const now = this.now();
-    if (peer.current && !peer.current.isExpired(now) && peer.path) this.transmit(peer, peer.current, Buffer.alloc(0), now);
+    const session = peer.current;
+    if (session?.confirmed && !session.isExpired(now) && peer.path) this.transmit(peer, session, Buffer.alloc(0), now);
   }
 
   /** Starts (or restarts) a handshake with the peer on its current path, or retransmits a probe. */
@@ -218,6 +226,8 @@ export class SecureEndpoint<Tag = unknown> {
       if (!(source.kind === "relay" && directIsFresh)) this.changePath(peer, source);
     }
     if (source.kind === "direct") peer.lastDirectReceivedMs = now;
+    // The first message of a responder session confirms it: what waited goes out now, over the path just seen.
+    if (peer.queue.length && peer.current === session) this.flushQueue(peer, session);
     if (plaintext.length === 0) {
       this.counters.add("transport.keepalives_received");
       return;
@@ -278,6 +288,12 @@ export class SecureEndpoint<Tag = unknown> {
     peer.lastHandshakeMs = this.now();
     this.log.debug({ peer: shortKey(peer.publicKey), session: session.localIndex.toString(16) }, "session established");
     this.hooks.onSessionEstablished?.(peer);
+    this.flushQueue(peer, session);
+  }
+
+  /** Sends what waited for a session, once the session is confirmed. */
+  private flushQueue(peer: Peer<Tag>, session: TransportSession): void {
+    if (!session.confirmed) return;
     const now = this.now();
     while (peer.queue.length && peer.path) this.transmit(peer, session, peer.queue.shift()!, now);
   }
@@ -337,6 +353,11 @@ export class SecureEndpoint<Tag = unknown> {
     }
     const session = peer.current;
     if (!session) return;
+    // Data waits on a responder session the initiator never confirmed: start a handshake of this end's own.
+    if (!session.confirmed && peer.queue.length && !peer.handshake && now - session.createdMs >= REKEY_TIMEOUT_MS) {
+      this.initiate(peer);
+      return;
+    }
     if (session.isExpired(now)) {
       this.unbindIndex(session.localIndex);
       peer.current = null;

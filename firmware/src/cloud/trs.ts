@@ -70,7 +70,9 @@ export class TunnelRelayService {
     }
     const route = this.route(signal.routeId);
     const nodeId = peer.tag.nodeId;
-    const otherId = route?.nodeA === nodeId ? route.nodeB : route?.nodeB === nodeId ? route.nodeA : null;
+    let otherId: number | null = null;
+    if (route?.nodeA === nodeId) otherId = route.nodeB;
+    else if (route?.nodeB === nodeId) otherId = route.nodeA;
     if (!route || otherId === null) {
       counters.add("relay.drop_unknown_route");
       this.dropLog.warn("unknown_route", { node: peer.tag.nodeId, route: signal.routeId }, "relay datagram for a route this node is not on");

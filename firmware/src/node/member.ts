@@ -130,7 +130,7 @@ export class Member {
     }
   }
 
-  /** The direct path did not answer: carry the traffic over the relay and try again later, less often each time. */
+  /** Carries the traffic over the relay after a failed probe, and schedules the next probe, less often each time. */
   private onProbeFailed(peer: Peer<NodePeerTag>): void {
     if (peer.tag.kind !== "tunnel") return;
     const previous = this.probes.get(peer);
@@ -142,7 +142,7 @@ export class Member {
     }
   }
 
-  /** A punched route whose direct path stopped working goes back to the relay instead of staying dark. */
+  /** Moves a punched route whose direct path stopped working back to the relay, instead of leaving it dark. */
   private onHandshakeFailed(peer: Peer<NodePeerTag>): void {
     if (peer.tag.kind !== "tunnel" || !peer.tag.punch || peer.path?.kind !== "direct") return;
     peer.path = { kind: "relay", routeId: peer.tag.routeId, relayKey: this.trsPeer?.keyHex ?? "" };
@@ -163,7 +163,7 @@ export class Member {
     if (!this.tunnels.all().some((p) => p.path?.kind === "relay")) return;
     if (this.relayAckMs === 0) this.relayAckMs = now;
     if (now - this.relayAckMs > RELAY_LIVENESS_TIMEOUT_MS && !trs.handshake) {
-      this.log.warn({ silentMs: now - this.relayAckMs }, "relay not answering, reconnecting");
+      this.log.warn({ silentMs: now - this.relayAckMs }, "no response from the relay, reconnecting");
       trs.current = null;
       trs.previous = null;
       this.relayAckMs = now;

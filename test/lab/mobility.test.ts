@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import fs from "node:fs";
 import { Lab, LabHost } from "./harness.js";
-import { Overlay, OverlayNode } from "./overlay-fixture.js";
+import { Overlay, OverlayNode, startOverlay, stopOverlay } from "./overlay-fixture.js";
 
 const FIXTURES = path.resolve("test/lab/fixtures");
 const STREAM_BYTES = 24 * 1024 * 1024;
@@ -21,11 +21,7 @@ describe("mobility", { timeout: 240_000 }, () => {
   let cn2: OverlayNode;
 
   before(async () => {
-    lab = await Lab.up();
-    overlay = new Overlay(lab);
-    await overlay.startCloud();
-    cn1 = await overlay.addNode("cn1", "cn1");
-    cn2 = await overlay.addNode("cn2", "cn2");
+    ({ lab, overlay, nodes: [cn1, cn2] } = await startOverlay(["cn1", "cn2"]));
     // gn, an unmodified device behind the adapter, keeps its DHCP client running.
     await overlay.admin("node", "add", "ad1", "--kind", "adapter");
     await overlay.addGeneralNode("ad1", "gn1", lab.mac.gn);
@@ -37,10 +33,7 @@ describe("mobility", { timeout: 240_000 }, () => {
     await new Promise((r) => setTimeout(r, 2_000));
   });
 
-  after(async () => {
-    overlay?.cleanup();
-    await lab?.down();
-  });
+  after(() => stopOverlay(lab, overlay));
 
   /** Starts a stream from one host to a virtual IP on another; resolves with the receiver's report. */
   async function stream(from: LabHost, to: LabHost, toVirtualIP: string, port: number, during: () => Promise<void>) {

@@ -138,3 +138,21 @@ export class Overlay {
     for (const node of this.nodes.values()) fs.rmSync(`/etc/netns/${this.lab.ns[node.host]}`, { recursive: true, force: true });
   }
 }
+
+/** Brings up a lab with the cloud and one node per host (named after it), as most lab suites start. */
+export async function startOverlay<H extends LabHost[]>(
+  hosts: [...H],
+): Promise<{ lab: Lab; overlay: Overlay; nodes: { [K in keyof H]: OverlayNode } }> {
+  const lab = await Lab.up();
+  const overlay = new Overlay(lab);
+  await overlay.startCloud();
+  const nodes: OverlayNode[] = [];
+  for (const host of hosts) nodes.push(await overlay.addNode(host, host));
+  return { lab, overlay, nodes: nodes as { [K in keyof H]: OverlayNode } };
+}
+
+/** Removes what startOverlay made; safe after a failed start. */
+export async function stopOverlay(lab: Lab | undefined, overlay: Overlay | undefined): Promise<void> {
+  overlay?.cleanup();
+  await lab?.down();
+}

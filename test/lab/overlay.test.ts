@@ -4,7 +4,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import path from "node:path";
 import { Lab } from "./harness.js";
-import { Overlay, OverlayNode } from "./overlay-fixture.js";
+import { Overlay, OverlayNode, startOverlay, stopOverlay } from "./overlay-fixture.js";
 import { packetsContaining } from "./packet.js";
 
 const INJECT = path.resolve("test/lab/fixtures/udp-inject.ts");
@@ -17,19 +17,12 @@ describe("overlay core", { timeout: 240_000 }, () => {
   let cn2: OverlayNode;
 
   before(async () => {
-    lab = await Lab.up();
-    overlay = new Overlay(lab);
-    await overlay.startCloud();
-    cn1 = await overlay.addNode("cn1", "cn1");
-    cn2 = await overlay.addNode("cn2", "cn2");
+    ({ lab, overlay, nodes: [cn1, cn2] } = await startOverlay(["cn1", "cn2"]));
     overlay.useNodeResolver("cn1");
     overlay.useNodeResolver("cn2");
   });
 
-  after(async () => {
-    overlay?.cleanup();
-    await lab?.down();
-  });
+  after(() => stopOverlay(lab, overlay));
 
   test("registration sees the NAPT in front of cn1 only", async () => {
     const s1 = await overlay.status("cn1");

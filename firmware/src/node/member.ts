@@ -21,7 +21,7 @@ import { NodePeerTag, TunnelTable } from "./tunnels.js";
 
 /** Route requests for one unknown destination are sent at most this often. */
 const ROUTE_ON_DEMAND_INTERVAL_MS = 2_000;
-/** While tunnels are relayed, the TRS is asked for a keep-alive answer this often, and given this long to answer. */
+/** While tunnels are relayed, a keep-alive request goes to the TRS this often, and its response may take this long. */
 const RELAY_LIVENESS_INTERVAL_MS = 1_000;
 const RELAY_LIVENESS_TIMEOUT_MS = 3_000;
 /** Packets held per destination while its route is requested, for how long, and for how many destinations. */
@@ -75,7 +75,7 @@ export class Member {
     private readonly deliver: (packet: Buffer) => void,
     private readonly counters: Counters,
     private readonly log: Logger,
-    /** The overlay's own interfaces, whose addresses say nothing about the underlay. */
+    /** The overlay's own interfaces, whose addresses are not underlay addresses. */
     private readonly overlayInterfaces: string[],
   ) {
     this.dropLog = new RateLimitedLog(log);
@@ -152,8 +152,8 @@ export class Member {
   }
 
   /**
-   * While tunnels use the relay, asks the TRS for a keep-alive answer every
-   * interval; without answers the TRS restarted or the path to it broke, so
+   * Sends the TRS a keep-alive request every interval while tunnels use the
+   * relay. Without responses the TRS restarted or the path to it broke, so
    * the session with it starts over instead of waiting for the dead-session
    * timer of the data path.
    */

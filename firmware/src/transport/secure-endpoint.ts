@@ -129,8 +129,8 @@ export class SecureEndpoint<Tag = unknown> {
     }
     if (!peer.enqueue(plaintext)) this.counters.add("drop.queue_full");
     // An unconfirmed responder session waits for the initiator's first
-    // message, which is on its way; the timer starts a handshake of this
-    // end's own if it does not come.
+    // message, which is on its way. If it does not come, the timer starts a
+    // handshake of this end's own.
     if (!peer.handshake && !session?.confirmed) {
       if (!session || session.isExpired(now)) this.initiate(peer);
     } else if (!peer.handshake) {

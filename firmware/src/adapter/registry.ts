@@ -17,7 +17,7 @@ import { RequestTracker } from "../node/requests.js";
 import { NodePeerTag } from "../node/tunnels.js";
 
 const REQUEST_TIMEOUT_MS = 5_000;
-/** How often the adapter asks whether its list changed. */
+/** How often the adapter checks whether its list changed. */
 export const REGISTRY_POLL_MS = 10_000;
 
 export interface GeneralNode {
@@ -77,7 +77,7 @@ export class GeneralNodeRegistry {
     if (this.timer) clearInterval(this.timer);
   }
 
-  /** Fetches the list when its version changed, binds missing keys, and reports a change. Never throws. */
+  /** Fetches the list when its version changed, binds missing keys, and reports a change. Errors are logged, not thrown. */
   async sync(): Promise<void> {
     if (this.syncing) return;
     this.syncing = true;
@@ -112,7 +112,7 @@ export class GeneralNodeRegistry {
       (s) => this.channel.signal(this.asPeer, s),
       REQUEST_TIMEOUT_MS,
     );
-    if (reply.type !== SignalType.GeneralNodes) throw new Error(`AS answered with type 0x${reply.type.toString(16)}`);
+    if (reply.type !== SignalType.GeneralNodes) throw new Error(`unexpected AS response type 0x${reply.type.toString(16)} to a general node list request`);
     if (reply.entries.length > GENERAL_NODES_PAGE_SIZE) throw new Error("AS sent an oversized page");
     return reply;
   }
@@ -132,7 +132,7 @@ export class GeneralNodeRegistry {
     }
   }
 
-  /** Each general node's private key lives in its own file under general/, created on first use. */
+  /** Loads a general node's private key from its own file under general/, creating it on first use. */
   private keyFor(nodeId: number): KeyPair {
     return loadOrCreateKey(path.join(this.stateDir, "general", String(nodeId)));
   }

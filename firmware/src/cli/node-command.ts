@@ -1,4 +1,4 @@
-// `cyphonic node`: the node daemon, and `cyphonic status` that asks it.
+// `cyphonic node` runs the node daemon, and `cyphonic status` queries it.
 import { parseArgs } from "node:util";
 import { controlRequest } from "../util/control-socket.js";
 import { AdapterDaemon } from "../adapter/adapter-daemon.js";

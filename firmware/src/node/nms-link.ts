@@ -17,7 +17,7 @@ const REGISTER_TIMEOUT_MS = 5_000;
 const ROUTE_TIMEOUT_MS = 5_000;
 /** Keep-alive interval used until the NMS states its own. */
 const DEFAULT_KEEPALIVE_MS = 5_000;
-/** Missed keep-alive answers before the session counts as lost. */
+/** Missed keep-alive responses before the session counts as lost. */
 const MISSED_ACKS_BEFORE_RESET = 2;
 
 export interface NmsStatus {

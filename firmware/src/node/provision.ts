@@ -49,7 +49,7 @@ export async function redeemToken(
         (s) => channel.signal(asPeer, s),
         REQUEST_TIMEOUT_MS,
       );
-      if (reply.type !== SignalType.Welcome) throw new ProvisioningError("unexpected_reply", `AS answered with message type 0x${reply.type.toString(16)}`);
+      if (reply.type !== SignalType.Welcome) throw new ProvisioningError("unexpected_reply", `unexpected AS response type 0x${reply.type.toString(16)} to token redemption`);
       return reply;
     } catch (err) {
       if (err instanceof SignalError && FATAL_TOKEN_CODES.has(err.code)) {
@@ -58,7 +58,7 @@ export async function redeemToken(
       if (!(err instanceof RequestTimeoutError) && !(err instanceof SignalError)) throw err;
       // Exponential backoff with full jitter, so a fleet restarting together does not hit the AS in step.
       const backoffMs = Math.random() * Math.min(MAX_BACKOFF_MS, 1_000 * 2 ** attempt);
-      log.warn({ err: err.message, attempt, retryInMs: Math.round(backoffMs) }, "AS not answering, retrying");
+      log.warn({ err: err.message, attempt, retryInMs: Math.round(backoffMs) }, "no response from the AS, retrying");
       await new Promise((r) => setTimeout(r, backoffMs));
     }
   }

@@ -10,7 +10,7 @@ import { NodePeerTag } from "./tunnels.js";
 
 /** Answers carry a short TTL: a peer's virtual IP is stable, but whether it exists can change. */
 const ANSWER_TTL_SECONDS = 10;
-/** Longest wait for the tunnel after the route was selected. */
+/** Maximum wait for the tunnel after the route was selected. */
 const TUNNEL_READY_TIMEOUT_MS = 8_000;
 
 export interface ResolverHost {

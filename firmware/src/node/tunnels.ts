@@ -78,7 +78,7 @@ export class TunnelTable {
   }
 }
 
-/** The path traffic uses first; a punched route starts on the relay while the direct path is probed. */
+/** Chooses the path traffic uses first. A punched route starts on the relay while the direct path is probed. */
 function pathOf(route: RouteInfo, relayKey: string): PeerPath | null {
   if (route.path === Path.Relay || route.role === Role.Punch) return { kind: "relay", routeId: route.routeId, relayKey };
   // NOTE: only the first endpoint is tried; a peer with several addresses

@@ -56,14 +56,14 @@ export class Reader {
     return Buffer.from(v);
   }
 
-  /** A u16 length followed by that many bytes. */
+  /** Reads a u16 length followed by that many bytes. */
   bytes(what = "bytes"): Buffer {
     const n = this.u16(`${what} length`);
     if (n > MAX_FIELD_BYTES) throw new ProtocolError("oversized", `${what} length ${n} exceeds ${MAX_FIELD_BYTES}`);
     return this.fixed(n, what);
   }
 
-  /** A u16 length followed by UTF-8 text; invalid UTF-8 is rejected, not replaced. */
+  /** Reads a u16 length followed by UTF-8 text. Invalid UTF-8 is rejected, not replaced. */
   string(what = "string"): string {
     const raw = this.bytes(what);
     try {

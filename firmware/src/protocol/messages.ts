@@ -142,7 +142,7 @@ export function decodeTransport(buf: Buffer): TransportFrame {
   };
 }
 
-/** The message type of a datagram, or null when it is empty or unknown. */
+/** Returns the message type of a datagram, or null when it is empty or unknown. */
 export function messageTypeOf(buf: Buffer): number | null {
   if (buf.length < HEADER_BYTES) return null;
   const t = buf[0]!;

@@ -22,7 +22,7 @@ export class TransportSession {
   bytesSent = 0;
   bytesReceived = 0;
   /**
-   * Whether the other end has proved it holds the keys. The initiator knows
+   * Whether the other end has proved it has the keys. The initiator knows
    * it from the response; a responder learns it from the first transport
    * message, and sends nothing before (a replayed initiation gets no data).
    */
@@ -75,7 +75,7 @@ export class TransportSession {
     return plaintext;
   }
 
-  /** The initiator starts a new handshake at REKEY_AFTER_TIME or REKEY_AFTER_MESSAGES. */
+  /** Tells whether to start a new handshake: the initiator does so at REKEY_AFTER_TIME, either end at REKEY_AFTER_MESSAGES. */
   needsRekey(nowMs: number): boolean {
     if (this.sendCounter >= REKEY_AFTER_MESSAGES) return true;
     return this.isInitiator && nowMs - this.createdMs >= REKEY_AFTER_TIME_MS;

@@ -1,6 +1,6 @@
-// Which address family this host can reach the world with, read from its
-// interfaces: a node on an IPv6-only network must pick a service's IPv6
-// endpoint, and one on an IPv4-only network its IPv4 endpoint.
+// The address families this host can use, read from its interfaces. A node
+// on an IPv6-only network must pick a service's IPv6 endpoint, and one on an
+// IPv4-only network its IPv4 endpoint.
 import os from "node:os";
 import { Endpoint, endpointFamily, isRoutableUnicast } from "../protocol/endpoint.js";
 
@@ -17,13 +17,13 @@ export function usableFamilies(excludeInterfaces: string[] = []): Set<4 | 6> {
   return families;
 }
 
-/** The first endpoint of a family this host has an address in; the first one at all when none matches. */
+/** Returns the first endpoint of a family this host has an address in, or the first one at all when none matches. */
 export function pickEndpoint(endpoints: Endpoint[], excludeInterfaces: string[] = []): Endpoint {
   const families = usableFamilies(excludeInterfaces);
   return endpoints.find((e) => families.has(endpointFamily(e))) ?? endpoints[0]!;
 }
 
-/** A text that changes whenever this host's underlay addresses change; cheap enough to poll. */
+/** Returns a text that changes whenever this host's underlay addresses change; it is cheap enough to poll. */
 export function underlaySignature(excludeInterfaces: string[] = []): string {
   const parts: string[] = [];
   for (const [name, addresses] of Object.entries(os.networkInterfaces())) {

@@ -25,7 +25,7 @@ const root: Logger = pino(
   pino.destination({ fd: 2, sync: true }),
 );
 
-/** Lowers the verbosity of short-lived commands, unless CYPHONIC_LOG_LEVEL asks otherwise. */
+/** Lowers the verbosity of short-lived commands, unless CYPHONIC_LOG_LEVEL sets another level. */
 export function setDefaultLogLevel(defaultLevel: pino.Level): void {
   if (!process.env.CYPHONIC_LOG_LEVEL) root.level = defaultLevel;
 }

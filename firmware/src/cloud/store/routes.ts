@@ -45,12 +45,12 @@ export class RouteTable {
     });
   }
 
-  /** The pair's route, created on first use; the order of the two ids does not matter. */
+  /** Returns the pair's route, creating it on first use. The order of the two ids does not matter. */
   routeFor(nodeX: number, nodeY: number, now = Date.now()): RouteRecord {
     return this.create.immediate(Math.min(nodeX, nodeY), Math.max(nodeX, nodeY), now);
   }
 
-  /** Every route with nodeId at one end. */
+  /** Lists every route with nodeId at one end. */
   listForNode(nodeId: number): RouteRecord[] {
     return this.byNode.all(nodeId, nodeId).map(toRecord);
   }

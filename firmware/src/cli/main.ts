@@ -6,6 +6,7 @@ import { logger, setDefaultLogLevel } from "../util/log.js";
 import { ADMIN_USAGE, runAdmin } from "./admin-command.js";
 import { APPLIANCE_PROVISION_USAGE, runApplianceProvision } from "./appliance-command.js";
 import { CLOUD_USAGE, runCloud } from "./cloud-command.js";
+import { runDataplaneWorker } from "../dataplane/worker.js";
 import { UsageError } from "./common.js";
 import { ADAPTER_USAGE, NODE_USAGE, STATUS_USAGE, runNode, runStatus } from "./node-command.js";
 
@@ -53,6 +54,9 @@ async function main(argv: string[]): Promise<void> {
       return runStatus(rest);
     case "appliance-provision":
       return runApplianceProvision(rest);
+    case "dataplane":
+      // Internal: the node daemon starts its dataplane worker with this command.
+      return runDataplaneWorker(rest[0] === "--tun" ? rest[1] : undefined);
     case "help":
     case "--help":
     case "-h":

@@ -5,7 +5,10 @@
 import { KeyPair } from "../protocol/crypto.js";
 import { TUNNEL_MTU_BYTES } from "../protocol/constants.js";
 import { Endpoint, formatEndpoint, ipv4ToNumber } from "../protocol/endpoint.js";
+import fs from "node:fs";
 import path from "node:path";
+import { AnyEngine, AnyPeer, PeerRole } from "../dataplane/engine-carrier.js";
+import { DataplaneSupervisor } from "../dataplane/supervisor.js";
 import { EndpointMux } from "../transport/endpoint-mux.js";
 import { HandshakeClock } from "../transport/handshake-clock.js";
 import { underlaySignature } from "../transport/reachability.js";
@@ -20,7 +23,7 @@ import { completeProvisioning, redeemToken } from "./provision.js";
 import { RequestTracker } from "./requests.js";
 import { NodeStatus, buildStatus } from "./status.js";
 import { readTokenFile } from "./token-file.js";
-import { TunDevice } from "./tun.js";
+import { configureTunInterface, createTunInterface } from "./tun.js";
 import { NodePeerTag } from "./tunnels.js";
 
 export interface NodeConfig {
@@ -48,7 +51,9 @@ export class NodeDaemon {
   protected readonly members = new Map<number, Member>();
   protected identity: NodeIdentity | null = null;
   protected primary: Member | null = null;
-  protected tun: TunDevice | null = null;
+  /** The TUN descriptor stays here, so the interface and its routes outlive a dataplane worker. */
+  private tunFd: number | null = null;
+  protected dataplane: DataplaneSupervisor | null = null;
   private dns: DnsServer | null = null;
   private underlayTimer: NodeJS.Timeout | null = null;
   private underlay = "";
@@ -66,19 +71,27 @@ export class NodeDaemon {
   }
 
   async start(): Promise<void> {
-    await this.mux.listen(this.config.port);
+    // The interface exists before the worker starts, so the worker inherits
+    // its descriptor; it gets its address once the identity is known.
+    const tun = createTunInterface(this.config.tunName);
+    this.tunFd = tun.fd;
+    const dataplane = new DataplaneSupervisor({
+      port: this.config.port,
+      tun,
+      roleOf: (engine, peer) => this.roleOf(engine, peer),
+      onDatagram: (datagram, source) => this.mux.receive(datagram, source),
+      onPacket: (packet) => this.onTunPacket(packet),
+      log: this.log,
+    });
+    this.dataplane = dataplane;
+    this.mux.carrierFactory = (engine) => dataplane.carrierFor(engine);
+    await dataplane.start();
+    this.mux.adopt(dataplane);
     this.mux.clock.start();
     this.identity = loadIdentity(this.config.stateDir) ?? (await this.provision());
     const id = this.identity;
     this.log.info({ node: id.nodeId, fqdn: id.fqdn, virtualIP: id.virtualIP, port: this.mux.port }, "node starting");
-
-    this.tun = await TunDevice.open({
-      name: this.config.tunName,
-      mtuBytes: TUNNEL_MTU_BYTES,
-      addressCidr: `${id.virtualIP}/${id.prefixLength}`,
-      counters: this.counters,
-    });
-    this.tun.onPacket((packet) => this.onTunPacket(packet));
+    await configureTunInterface(tun.name, TUNNEL_MTU_BYTES, `${id.virtualIP}/${id.prefixLength}`);
 
     this.primary = this.addMember({ keys: this.keys, nodeId: id.nodeId, fqdn: id.fqdn, virtualIP: id.virtualIP, nms: id.nms });
 
@@ -114,13 +127,28 @@ export class NodeDaemon {
     this.requests.cancelAll(new Error("node stopping"));
     await this.dns?.close();
     await this.control?.close();
-    this.tun?.close();
     this.mux.close();
+    this.dataplane?.close();
+    if (this.tunFd !== null) fs.closeSync(this.tunFd);
+    this.tunFd = null;
     this.mux.clock.stop();
   }
 
   status(): NodeStatus {
-    return buildStatus(this.identity, this.mux.port, [...this.members.values()], [this.counters, this.mux.counters], this.dns?.counters ?? null);
+    const status = buildStatus(this.identity, this.mux.port, [...this.members.values()], [this.counters, this.mux.counters], this.dns?.counters ?? null);
+    for (const [k, v] of Object.entries(this.dataplane?.countersSnapshot() ?? {})) status.counters[k] = (status.counters[k] ?? 0) + v;
+    status.dataplane = this.dataplane?.status() ?? null;
+    return status;
+  }
+
+  /** Tells the dataplane worker which packets a peer's sessions carry. */
+  private roleOf(engine: AnyEngine, peer: AnyPeer): PeerRole {
+    const tag = peer.tag as NodePeerTag;
+    if (tag.kind === "service") return { tunnel: null, relay: tag.service === "trs" };
+    for (const member of this.members.values()) {
+      if (member.channel.engine === engine) return { tunnel: { local: member.virtualIPNumber, remote: tag.virtualIPNumber }, relay: false };
+    }
+    return { tunnel: null, relay: false };
   }
 
   /** Builds the status for the control socket; subclasses add what else they run. */
@@ -129,7 +157,7 @@ export class NodeDaemon {
   }
 
   protected addMember(identity: Member["identity"]): Member {
-    const member = new Member(identity, this.mux, this.requests, (packet) => this.tun?.write(packet), this.counters, this.log, [this.config.tunName]);
+    const member = new Member(identity, this.mux, this.requests, (packet) => this.dataplane?.writeTun(packet), this.counters, this.log, [this.config.tunName]);
     this.members.set(member.virtualIPNumber, member);
     member.start();
     return member;

@@ -4,8 +4,8 @@
 // on one UDP socket.
 import { KeyPair } from "../protocol/crypto.js";
 import { Endpoint, bytesToIPv4, ipv4ToNumber } from "../protocol/endpoint.js";
-import { readIPv4Header } from "../protocol/ipv4.js";
 import { RouteInfo, RouteTarget, ServiceInfo, Signal, SignalType } from "../protocol/signaling.js";
+import { tunnelPacketDrop } from "../dataplane/tunnel-filter.js";
 import { EndpointMux } from "../transport/endpoint-mux.js";
 import { PeerPath, Source, describePath } from "../transport/path.js";
 import { pickEndpoint } from "../transport/reachability.js";
@@ -351,18 +351,12 @@ export class Member {
       this.counters.add("drop.packet_from_service");
       return;
     }
-    const header = readIPv4Header(packet);
-    if (!header) {
-      this.counters.add("drop.bad_ip_packet");
-      return;
-    }
-    if (packet.readUInt32BE(12) !== peer.tag.virtualIPNumber >>> 0) {
-      this.counters.add("drop.spoofed_source");
-      this.dropLog.warn(`spoof:${peer.tag.fqdn}`, { peer: peer.tag.fqdn, source: header.source }, "dropped tunnel packet with a source other than the peer's virtual IP");
-      return;
-    }
-    if (packet.readUInt32BE(16) !== this.virtualIPNumber >>> 0) {
-      this.counters.add("drop.not_for_us");
+    const drop = tunnelPacketDrop(packet, peer.tag.virtualIPNumber, this.virtualIPNumber);
+    if (drop) {
+      this.counters.add(`drop.${drop}`);
+      if (drop === "spoofed_source") {
+        this.dropLog.warn(`spoof:${peer.tag.fqdn}`, { peer: peer.tag.fqdn, source: bytesToIPv4(packet.subarray(12, 16)) }, "dropped tunnel packet with a source other than the peer's virtual IP");
+      }
       return;
     }
     this.deliver(packet);

@@ -1,5 +1,6 @@
 // The status report of `cyphonic status`: identity, cloud link, one row per
 // tunnel (path, endpoint, last handshake, bytes) and the drop counters.
+import { DataplaneStatus } from "../dataplane/supervisor.js";
 import { describePath } from "../transport/path.js";
 import { Peer } from "../transport/peer.js";
 import { Counters } from "../util/counters.js";
@@ -28,6 +29,8 @@ export interface NodeStatus {
   nms: NmsStatus | null;
   tunnels: TunnelStatus[];
   counters: Record<string, number>;
+  /** The dataplane worker: its process, restarts and the last recovery gap. */
+  dataplane?: DataplaneStatus | null;
 }
 
 export function buildStatus(

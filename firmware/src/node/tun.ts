@@ -118,25 +118,31 @@ export class TunDevice extends EventEmitter {
    */
   static async open(options: TunOptions): Promise<TunDevice> {
     const cidr = validateTunOptions(options);
-    const devicePath = options.devicePath ?? DEFAULT_DEVICE_PATH;
-    const fd = openCloneDevice(devicePath);
+    const created = createTunInterface(options.name, options.devicePath);
     let device: TunDevice;
     try {
-      const name = attachTunInterface(fd, options.name);
-      device = new TunDevice(name, fd, openPacketStream(fd), options.counters ?? new Counters());
+      device = TunDevice.fromDescriptor(created.fd, created.name, options.counters ?? new Counters());
     } catch (err) {
-      fs.closeSync(fd);
+      fs.closeSync(created.fd);
       throw err;
     }
     try {
-      await configureIPv4Interface(device.name, options.mtuBytes, cidr);
+      await configureTunInterface(device.name, options.mtuBytes, cidr);
     } catch (err) {
       device.close();
-      const detail = err instanceof Error ? err.message : String(err);
-      throw new TunError("CONFIGURE_FAILED", `configuring TUN device ${device.name} failed, so it was removed: ${detail}`, { cause: err });
+      throw err;
     }
     device.log.info({ virtualIP: cidr.address, mtuBytes: options.mtuBytes }, "TUN device opened");
     return device;
+  }
+
+  /**
+   * Reads and writes packets on a descriptor of an existing TUN interface, one
+   * that another process created and handed over, say. The device owns the
+   * descriptor from then on and closes it on close().
+   */
+  static fromDescriptor(fd: number, name: string, counters: Counters = new Counters()): TunDevice {
+    return new TunDevice(name, fd, openPacketStream(fd), counters);
   }
 
   /**
@@ -227,14 +233,46 @@ function txDropReason(err: unknown): string {
   }
 }
 
-function validateTunOptions(options: TunOptions): IPv4Cidr {
-  const { name, mtuBytes, addressCidr } = options;
+/**
+ * Creates a TUN interface and returns its descriptor, without reading from it
+ * and without an address: the interface lives as long as some process holds
+ * the descriptor, so the daemon can keep it (and its routes) while the process
+ * that reads it is replaced.
+ */
+export function createTunInterface(name: string, devicePath = DEFAULT_DEVICE_PATH): { name: string; fd: number } {
+  validateTunName(name);
+  const fd = openCloneDevice(devicePath);
+  try {
+    return { name: attachTunInterface(fd, name), fd };
+  } catch (err) {
+    fs.closeSync(fd);
+    throw err;
+  }
+}
+
+/** Sets the MTU, assigns the address and brings the interface up. Rejects with TunError. */
+export async function configureTunInterface(name: string, mtuBytes: number, cidr: IPv4Cidr | string): Promise<void> {
+  const parsed = typeof cidr === "string" ? validateTunOptions({ name, mtuBytes, addressCidr: cidr }) : cidr;
+  try {
+    await configureIPv4Interface(name, mtuBytes, parsed);
+  } catch (err) {
+    const detail = err instanceof Error ? err.message : String(err);
+    throw new TunError("CONFIGURE_FAILED", `configuring TUN device ${name} failed, so it was removed: ${detail}`, { cause: err });
+  }
+}
+
+function validateTunName(name: string): void {
   if (typeof name !== "string" || !INTERFACE_NAME_PATTERN.test(name) || name === "." || name === "..") {
     throw new TunError(
       "INVALID_OPTIONS",
       `invalid TUN interface name ${JSON.stringify(name)}. Use 1 to ${IFNAMSIZ - 1} characters from A-Z, a-z, 0-9, "_", "." and "-"`,
     );
   }
+}
+
+function validateTunOptions(options: TunOptions): IPv4Cidr {
+  const { name, mtuBytes, addressCidr } = options;
+  validateTunName(name);
   if (!Number.isInteger(mtuBytes) || mtuBytes < MIN_MTU_BYTES || mtuBytes > MAX_MTU_BYTES) {
     throw new TunError("INVALID_OPTIONS", `invalid MTU ${mtuBytes} for ${name}. Use an integer from ${MIN_MTU_BYTES} to ${MAX_MTU_BYTES} bytes`);
   }

@@ -8,9 +8,33 @@ import { REPLAY_WINDOW_BITS } from "./constants.js";
 const WORD_BITS = 32;
 const WORDS = REPLAY_WINDOW_BITS / WORD_BITS;
 
+/** A copy of a window's state, to move a session between processes. */
+export interface ReplayWindowState {
+  highest: bigint;
+  bitmap: Uint32Array;
+}
+
 export class ReplayWindow {
   private readonly bitmap = new Uint32Array(WORDS);
   private highest = -1n;
+
+  /** The highest counter accepted, -1 before the first. */
+  get highestAccepted(): bigint {
+    return this.highest;
+  }
+
+  /** Copies the state; restore() of the copy accepts exactly what this window accepts now. */
+  snapshot(): ReplayWindowState {
+    return { highest: this.highest, bitmap: this.bitmap.slice() };
+  }
+
+  static restore(state: ReplayWindowState): ReplayWindow {
+    const window = new ReplayWindow();
+    if (state.bitmap.length !== WORDS) throw new RangeError(`replay bitmap has ${state.bitmap.length} words, expected ${WORDS}`);
+    window.bitmap.set(state.bitmap);
+    window.highest = state.highest;
+    return window;
+  }
 
   /** True when counter has not been seen and is not too old. Does not record it. */
   check(counter: bigint): boolean {

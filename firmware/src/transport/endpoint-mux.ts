@@ -11,6 +11,7 @@ import { HandshakeClock } from "./handshake-clock.js";
 import { IndexRegistry } from "./index-registry.js";
 import { Source } from "./path.js";
 import { SecureEndpoint } from "./secure-endpoint.js";
+import { SessionCarrier } from "./session-carrier.js";
 import { UdpSocket, bindUdp } from "./udp.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -23,6 +24,8 @@ export class EndpointMux {
   readonly counters = new Counters();
   private readonly endpoints = new Set<AnyEndpoint>();
   private socket: UdpSocket | null = null;
+  /** Set when another process carries the sessions: each attached endpoint gets a carrier from it. */
+  carrierFactory: ((endpoint: AnyEndpoint) => SessionCarrier<unknown>) | null = null;
   private readonly sendErrorLog: RateLimitedLog;
 
   constructor(log: Logger) {
@@ -43,16 +46,27 @@ export class EndpointMux {
     return this.socket.port;
   }
 
+  /**
+   * Uses a socket that lives elsewhere (the dataplane worker's); its owner
+   * feeds received datagrams to receive().
+   */
+  adopt(socket: UdpSocket): void {
+    this.socket = socket;
+  }
+
   get port(): number {
     return this.socket?.port ?? 0;
   }
 
   attach(endpoint: AnyEndpoint): void {
     this.endpoints.add(endpoint);
+    if (this.carrierFactory) endpoint.carrier = this.carrierFactory(endpoint);
   }
 
   detach(endpoint: AnyEndpoint): void {
     this.endpoints.delete(endpoint);
+    endpoint.carrier?.release();
+    endpoint.carrier = null;
   }
 
   send(datagram: Buffer, to: Endpoint): void {

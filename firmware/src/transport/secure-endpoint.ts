@@ -23,6 +23,7 @@ import { HandshakeClock } from "./handshake-clock.js";
 import { IndexRegistry } from "./index-registry.js";
 import { PeerPath, Source, describePath, samePath } from "./path.js";
 import { HandshakeAttempt, Peer } from "./peer.js";
+import { SessionCarrier } from "./session-carrier.js";
 
 export type SendDatagram = (datagram: Buffer, path: PeerPath) => void;
 
@@ -67,6 +68,8 @@ export class SecureEndpoint<Tag = unknown> {
   private readonly dropLog: RateLimitedLog;
   private readonly handshakeLimiter = new KeyedRateLimiter<string>(HANDSHAKES_PER_SECOND_PER_SOURCE, HANDSHAKE_BURST_PER_SOURCE);
   private timer: NodeJS.Timeout | null = null;
+  /** Set when another process carries this endpoint's sessions; see SessionCarrier. */
+  carrier: SessionCarrier<Tag> | null = null;
 
   constructor(
     readonly identity: KeyPair,
@@ -116,6 +119,7 @@ export class SecureEndpoint<Tag = unknown> {
     peer.current = null;
     peer.previous = null;
     peer.handshake = null;
+    this.carrier?.removePeer(peer);
   }
 
   /** Sends plaintext (an IP packet or a signaling message); queues it and starts a handshake when no session is up. */
@@ -210,12 +214,41 @@ export class SecureEndpoint<Tag = unknown> {
     const entry = this.indexes.get(frame.receiverIndex);
     if (!entry?.session) return this.drop("unknown_session", source);
     const { peer, session } = entry;
+    if (session.carriedElsewhere) {
+      // A relayed datagram can still arrive here while a worker restarts: the carrier decrypts it.
+      this.carrier?.receive(datagram, source);
+      return;
+    }
     const now = this.now();
     const plaintext = session.decrypt(frame, now);
     peer.bytesReceived += datagram.length;
-    peer.awaitingReplySinceMs = 0;
     this.counters.add("transport.received");
+    this.afterReceipt(peer, session, source, now);
+    if (plaintext.length === 0) {
+      this.counters.add("transport.keepalives_received");
+      return;
+    }
+    this.hooks.onMessage(peer, plaintext, source);
+  }
 
+  /** Accounts for a datagram the carrier authenticated on session index, as if it had been received here. */
+  carriedReceipt(index: number, source: Source): void {
+    const entry = this.indexes.get(index);
+    if (!entry?.session) return;
+    entry.session.confirmed = true;
+    this.afterReceipt(entry.peer, entry.session, source, this.now());
+  }
+
+  /** A plaintext the carrier decrypted and did not deliver itself (signaling). */
+  carriedPlaintext(index: number, plaintext: Buffer, source: Source): void {
+    const entry = this.indexes.get(index);
+    if (!entry?.session) return;
+    this.hooks.onMessage(entry.peer, plaintext, source);
+  }
+
+  /** What an authenticated datagram means for the peer: liveness, confirmation, its path. */
+  private afterReceipt(peer: Peer<Tag>, session: TransportSession, source: Source, now: number): void {
+    peer.awaitingReplySinceMs = 0;
     // First message under a new responder session confirms the key: make it current.
     if (peer.current !== session && peer.previous !== session) this.install(peer, session);
     if (!peer.path || !samePath(peer.path, source)) {
@@ -228,11 +261,6 @@ export class SecureEndpoint<Tag = unknown> {
     if (source.kind === "direct") peer.lastDirectReceivedMs = now;
     // The first message of a responder session confirms it: what waited goes out now, over the path just seen.
     if (peer.queue.length && peer.current === session) this.flushQueue(peer, session);
-    if (plaintext.length === 0) {
-      this.counters.add("transport.keepalives_received");
-      return;
-    }
-    this.hooks.onMessage(peer, plaintext, source);
   }
 
   private receiveInitiation(datagram: Buffer, source: Source): void {
@@ -252,6 +280,7 @@ export class SecureEndpoint<Tag = unknown> {
     const localIndex = this.allocateIndex();
     const { datagram: response, session } = respond(received, localIndex, decision.responseData ?? Buffer.alloc(0), now);
     this.indexes.set(localIndex, { peer, session });
+    this.carrier?.addSession(peer, session);
     this.counters.add("handshake.responses_sent");
     // An initiation can be replayed (the timestamp check lives in memory), so
     // it does not move a known peer: the response goes to where the initiation
@@ -271,6 +300,7 @@ export class SecureEndpoint<Tag = unknown> {
     const { peer } = entry;
     const { session } = consumeResponse(attempt.pending, frame, this.now());
     entry.session = session;
+    this.carrier?.addSession(peer, session);
     peer.handshake = null;
     this.counters.add("handshake.completed");
     if (!peer.path || !samePath(peer.path, source)) this.changePath(peer, source);
@@ -286,6 +316,7 @@ export class SecureEndpoint<Tag = unknown> {
     if (peer.current !== session) peer.previous = peer.current;
     peer.current = session;
     peer.lastHandshakeMs = this.now();
+    this.carrier?.updatePeer(peer);
     this.log.debug({ peer: shortKey(peer.publicKey), session: session.localIndex.toString(16) }, "session established");
     this.hooks.onSessionEstablished?.(peer);
     this.flushQueue(peer, session);
@@ -300,6 +331,12 @@ export class SecureEndpoint<Tag = unknown> {
 
   private transmit(peer: Peer<Tag>, session: TransportSession, plaintext: Buffer, now: number): void {
     if (plaintext.length > 0 && peer.awaitingReplySinceMs === 0) peer.awaitingReplySinceMs = now;
+    if (this.carrier) {
+      // The carrier reports the real counters; this keeps the keep-alive timer from firing again meanwhile.
+      session.lastSentMs = now;
+      this.carrier.seal(peer, session, plaintext);
+      return;
+    }
     const datagram = session.encrypt(plaintext, now);
     peer.bytesSent += datagram.length;
     this.sendDatagram(datagram, peer.path!);
@@ -309,6 +346,7 @@ export class SecureEndpoint<Tag = unknown> {
     const from = peer.path;
     peer.path = source.kind === "direct" ? { kind: "direct", endpoint: { ...source.endpoint } } : { ...source };
     if (from) this.counters.add("peer.path_changes");
+    this.carrier?.updatePeer(peer);
     this.hooks.onPathChanged?.(peer, from, source);
   }
 
@@ -390,6 +428,7 @@ export class SecureEndpoint<Tag = unknown> {
   }
 
   private unbindIndex(index: number): void {
+    if (this.indexes.get(index)?.session) this.carrier?.removeSession(index);
     this.indexes.delete(index);
     this.registry.release(index);
   }

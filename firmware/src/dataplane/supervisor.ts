@@ -139,8 +139,12 @@ export class DataplaneSupervisor implements UdpSocket {
     this.closing = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.restartTimer) clearTimeout(this.restartTimer);
-    this.child?.kill("SIGKILL");
+    const child = this.child;
     this.child = null;
+    if (!child) return;
+    // Closing the channel makes the worker exit by itself; a hung one is killed.
+    if (child.connected) child.disconnect();
+    setTimeout(() => child.kill("SIGKILL"), 1_000).unref();
   }
 
   private post(message: ToWorker): void {
@@ -159,6 +163,8 @@ export class DataplaneSupervisor implements UdpSocket {
       // Slot 4 carries the TUN descriptor (WORKER_TUN_FD in the worker).
       stdio: ["ignore", "inherit", "inherit", "ipc", this.options.tun?.fd ?? "ignore"],
       serialization: "advanced",
+      // For profiling the worker alone, e.g. CYPHONIC_DATAPLANE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof".
+      execArgv: [...process.execArgv, ...(process.env.CYPHONIC_DATAPLANE_NODE_ARGS ?? "").split(" ").filter(Boolean)],
     });
     this.child = child;
     this.ready = false;

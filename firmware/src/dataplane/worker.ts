@@ -63,6 +63,10 @@ export async function runDataplaneWorker(tunName: string | undefined): Promise<v
   });
   // The daemon died or closed the channel: nobody holds the keys any more.
   process.on("disconnect", () => process.exit(0));
+  // A terminal's Ctrl-C or a stop signal to the process group is the
+  // daemon's to handle: it closes the channel when it is done with the
+  // worker, so the worker outlives the daemon's own cleanup.
+  for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => log.debug({ signal }, "signal ignored; the daemon stops this worker"));
 
   async function start(port: number): Promise<void> {
     try {

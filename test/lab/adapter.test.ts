@@ -1,12 +1,14 @@
 // The adapter end to end: unmodified general nodes (gn, gn2) behind the
 // adapter get their virtual IPs by real DHCP clients and reach cn1 (behind
-// another NAPT) through the overlay, each under its own identity.
+// another NAPT) through the overlay, each under its own identity. The
+// adapter runs with the appliance firewall and drives fake status LEDs in a
+// temporary directory.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { Lab, LabHost, LabProcess } from "./harness.js";
-import { Overlay, OverlayNode } from "./overlay-fixture.js";
+import { CYPHONIC, Overlay, OverlayNode } from "./overlay-fixture.js";
 
 const FIXTURES = path.resolve("test/lab/fixtures");
 const ADAPTER_MTU = "1420";
@@ -28,6 +30,44 @@ function readEnv(file: string): Record<string, string> {
     if (eq > 0) out[line.slice(0, eq)] = line.slice(eq + 1).replace(/^'|'$/g, "");
   }
   return out;
+}
+
+// Trigger lists of a Raspberry Pi 4 on Raspberry Pi OS Bookworm, shortened.
+const FAKE_LEDS = { ACT: "none timer oneshot heartbeat [mmc0] default-on", PWR: "none timer oneshot heartbeat mmc0 [default-on]" };
+
+/** Creates ACT and PWR in `dir` with the attribute files of the LED class. */
+function makeFakeLeds(dir: string): void {
+  for (const [name, trigger] of Object.entries(FAKE_LEDS)) {
+    const led = path.join(dir, name);
+    fs.mkdirSync(led, { recursive: true });
+    fs.writeFileSync(path.join(led, "trigger"), trigger + "\n");
+    fs.writeFileSync(path.join(led, "brightness"), "0\n");
+    fs.writeFileSync(path.join(led, "max_brightness"), "255\n");
+    // The kernel creates these only with the timer trigger. The fake keeps them.
+    fs.writeFileSync(path.join(led, "delay_on"), "500\n");
+    fs.writeFileSync(path.join(led, "delay_off"), "500\n");
+  }
+}
+
+/** Reads an LED as "trigger", "none BRIGHTNESS" or "timer ON/OFF", the attributes that tell the patterns apart. */
+function ledPattern(dir: string, led: "ACT" | "PWR"): string {
+  const read = (attribute: string) => fs.readFileSync(path.join(dir, led, attribute), "utf8").trim();
+  const trigger = read("trigger");
+  if (trigger === "timer") return `timer ${read("delay_on")}/${read("delay_off")}`;
+  if (trigger === "none") return `none ${read("brightness")}`;
+  return trigger;
+}
+
+/** ACT and PWR of the states the lab reaches, as docs/leds.md lists them. */
+const LED_FILES = {
+  online: "ACT none 255, PWR none 255",
+  serving: "ACT heartbeat, PWR none 255",
+  error: "ACT none 0, PWR timer 250/250",
+  restored: "ACT mmc0, PWR default-on",
+};
+
+function ledFiles(dir: string): string {
+  return `ACT ${ledPattern(dir, "ACT")}, PWR ${ledPattern(dir, "PWR")}`;
 }
 
 async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs: number): Promise<void> {
@@ -63,6 +103,7 @@ describe("adapter", { timeout: 300_000 }, () => {
     await overlay.admin("node", "add", "ad1", "--kind", "adapter");
     gn = await overlay.addGeneralNode("ad1", "gn1", lab.mac.gn);
     gn2 = await overlay.addGeneralNode("ad1", "gn2", lab.mac.gn2);
+    makeFakeLeds(overlay.ledRoot("ad1"));
     adapter = await overlay.startNode("adapter", "ad1", lab.iface.adapterLan);
     await adapter.process.waitForLine(/"adapter ready"/, 20_000);
     await adapter.process.waitForLine(/"general nodes updated from the cloud"/, 20_000);
@@ -74,6 +115,32 @@ describe("adapter", { timeout: 300_000 }, () => {
     overlay?.cleanup();
     if (lab) for (const host of ["gn", "gn2"] as const) fs.rmSync(`/etc/netns/${lab.ns[host]}`, { recursive: true, force: true });
     await lab?.down();
+  });
+
+  /** Returns the packet counter of the appliance firewall's rule with `comment` in `chain`. */
+  async function applianceCounter(chain: string, comment: string): Promise<number> {
+    const listing = await lab.exec("adapter", ["nft", "list", "chain", "inet", "cyphonic_appliance", chain]);
+    const rule = listing.stdout.split("\n").find((line) => line.includes(`comment "${comment}"`));
+    assert.ok(rule, `no rule "${comment}" in chain ${chain}:\n${listing.stdout}`);
+    const packets = /counter packets (\d+) /.exec(rule)?.[1];
+    assert.ok(packets !== undefined, `no counter in ${rule}`);
+    return Number(packets);
+  }
+
+  test("appliance firewall is loaded", async () => {
+    const tables = await lab.exec("adapter", ["nft", "list", "tables"]);
+    assert.match(tables.stdout, /^table inet cyphonic_appliance$/m);
+    assert.match(tables.stdout, /^table inet cyphonic_adapter$/m);
+    const input = await lab.exec("adapter", ["nft", "list", "chain", "inet", "cyphonic_appliance", "input"]);
+    assert.match(input.stdout, new RegExp(`iifname "${lab.iface.adapterWan}" udp dport 7000 counter `), "the WAN define is the lab's WAN interface");
+    assert.match(input.stdout, new RegExp(`iifname "${lab.iface.adapterLan}" udp dport 67 counter `), "the LAN define is the lab's LAN interface");
+    assert.ok((await applianceCounter("input", "replies, and ICMP errors about known flows")) > 0, "the cloud's replies passed");
+  });
+
+  test("LEDs show online before any lease", async () => {
+    const leds = overlay.ledRoot("ad1");
+    await waitFor("the online pattern", () => ledFiles(leds) === LED_FILES.online, 5_000);
+    assert.equal(ledFiles(leds), LED_FILES.online);
   });
 
   test("udhcpc gets the virtual IP, router, DNS and MTU", async () => {
@@ -89,6 +156,8 @@ describe("adapter", { timeout: 300_000 }, () => {
     assert.equal(env.domain, "cyphonic.internal");
     assert.equal(env.serverid, vip);
     setResolver("gn", env.dns!);
+    // The lease shows at once, because the adapter refreshes the LEDs on every lease change.
+    await waitFor("the serving pattern after gn's lease", () => ledFiles(overlay.ledRoot("ad1")) === LED_FILES.serving, 3_000);
 
     // SIGUSR1 makes udhcpc renew at once (RENEWING: unicast to the server).
     // udhcpc keeps running and renews by itself for the rest of the suite.
@@ -129,6 +198,12 @@ describe("adapter", { timeout: 300_000 }, () => {
     const aaaa = await lab.exec("gn", ["dig", "+time=10", cn1.fqdn, "AAAA"], { timeoutMs: 25_000 });
     assert.match(aaaa.stdout, /status: NOERROR/);
     assert.match(aaaa.stdout, /ANSWER: 0,/);
+  });
+
+  test("LAN services pass the appliance firewall", async () => {
+    // The leases and lookups above went through these rules.
+    assert.ok((await applianceCounter("input", "DHCP server")) > 0, "DHCP requests from gn and gn2");
+    assert.ok((await applianceCounter("input", "DNS server over UDP")) > 0, "DNS queries from gn");
   });
 
   test("ping by name gn to cn1 and cn1 to gn", async () => {
@@ -213,5 +288,36 @@ describe("adapter", { timeout: 300_000 }, () => {
     // gn itself is unaffected.
     const ok = await lab.exec("gn", ["ping", "-c", "2", "-i", "0.2", "-W", "2", cn1.virtualIP], { timeoutMs: 15_000 });
     assert.match(ok.stdout, /2 received/);
+    assert.ok((await applianceCounter("forward", "LAN to overlay")) > 0, "forwarded traffic passed the appliance's forward chain");
+  });
+
+  test("rejected token shows error without retries", async () => {
+    // A second adapter in the same namespace, with its own port, TUN name and
+    // files, redeems a token that the AS never issued.
+    await overlay.admin("node", "add", "ad2", "--kind", "adapter");
+    const tokenFile = path.join(overlay.dir, "ad2.token");
+    await overlay.admin("token", "create", "ad2", "--as-endpoint", `${lab.addr.cloud}:7400`, "--out", tokenFile);
+    fs.writeFileSync(tokenFile, fs.readFileSync(tokenFile, "utf8").replace(/^token=.*$/m, "token=NotIssuedByTheAs_0123456789"));
+    const leds = overlay.ledRoot("ad2");
+    makeFakeLeds(leds);
+    const config = overlay.writeAdapterConfig("ad2", { lanInterface: lab.iface.adapterLan, tunName: "cyph9", port: 7009, tokenFile });
+    const rejectionsBefore = overlay.cloud.output().split("token redemption rejected").length;
+    const ad2 = lab.spawn("adapter", ["node", CYPHONIC, "adapter", "--config", config], { logFile: path.join(overlay.dir, "ad2.log"), env: { CYPHONIC_LOG_LEVEL: "info" } });
+
+    const line = await ad2.waitForLine(/"adapter start failed and is not retried/, 20_000);
+    assert.match(line, /"code":"token_invalid"/);
+    assert.match(line, /ask the operator for a new token/);
+    await waitFor("the error pattern", () => ledFiles(leds) === LED_FILES.error, 3_000);
+    // 8 s covers several of the unit's 3 s restart delays, so a retry would have shown by now.
+    await new Promise((resolve) => setTimeout(resolve, 8_000));
+    const rejections = overlay.cloud.output().split("token redemption rejected").length - rejectionsBefore;
+    assert.equal(rejections, 1, "the AS saw one redemption of the rejected token");
+    assert.equal(ad2.output().split("adapter start failed").length - 1, 1, "one log line for the failure");
+    assert.equal(ledFiles(leds), LED_FILES.error, "the error stays while the adapter runs");
+    assert.ok(fs.existsSync(tokenFile), "a rejected token file is kept");
+
+    await ad2.kill("SIGTERM");
+    assert.equal(await ad2.exited, 0);
+    assert.equal(ledFiles(leds), LED_FILES.restored, "the LEDs get their triggers back on exit");
   });
 });

@@ -160,11 +160,19 @@ class DhcpLab {
 }
 
 /** Parses the blocks that the client scripts append: "=== EVENT", then `env` output. */
+/**
+ * Ends each block the event scripts append. The header, the environment and
+ * this line are separate writes, so a reader can see a block whose
+ * environment is not there yet; such a block is left for the next read.
+ */
+const BLOCK_END = "--- end of event";
+
 function readScriptCalls(file: string): ScriptCall[] {
   if (!existsSync(file)) return [];
   const calls: ScriptCall[] = [];
   for (const block of readFileSync(file, "utf8").split(/^=== /m).slice(1)) {
     const [event = "", ...lines] = block.split("\n");
+    if (!lines.includes(BLOCK_END)) break;
     const env = new Map<string, string>();
     for (const line of lines) {
       const eq = line.indexOf("=");
@@ -244,7 +252,7 @@ describe("dhcp server with real clients", { timeout: 120_000 }, () => {
     udhcpcScript = path.join(lab.workDir, "udhcpc.sh");
     writeScript(
       udhcpcScript,
-      `{ echo "=== $1"; env; } >> "$DUMP_FILE"
+      `{ echo "=== $1"; env; echo "${BLOCK_END}"; } >> "$DUMP_FILE"
 case "$1" in
   deconfig) ip -4 addr flush dev "$interface" ;;
   bound|renew)
@@ -260,7 +268,7 @@ exit 0
     dhclientScript = path.join(lab.workDir, "dhclient.sh");
     writeScript(
       dhclientScript,
-      `{ echo "=== $reason"; env; } >> "${path.join(lab.workDir, "dhclient-events.txt")}"
+      `{ echo "=== $reason"; env; echo "${BLOCK_END}"; } >> "${path.join(lab.workDir, "dhclient-events.txt")}"
 case "$reason" in
   BOUND|RENEW|REBIND|REBOOT)
     ip -4 addr flush dev "$interface"

@@ -1,12 +1,17 @@
 // Starts the cloud and two nodes in a lab the way an operator would, with the
 // built program (dist/cyphonic.cjs): create the nodes, issue tokens, start
-// each node with its token file, and wait until both registered.
+// each node with its token file, and wait until both registered. An adapter
+// starts as on the appliance: with a configuration file and with the
+// appliance firewall (overlay/etc/cyphonic/appliance.nft) loaded in its
+// namespace.
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { rewriteFirewall } from "../../firmware/src/appliance/provisioning/root-files.js";
 import { Lab, LabHost, LabProcess } from "./harness.js";
 
 export const CYPHONIC = path.resolve("dist/cyphonic.cjs");
+export const APPLIANCE_RULESET = path.resolve("overlay/etc/cyphonic/appliance.nft");
 export const DOMAIN = "cyphonic.internal";
 /** The fixture waits for the daemons' info lines, whatever level the test runner itself logs at. */
 const DAEMON_ENV = { CYPHONIC_LOG_LEVEL: "info" };
@@ -27,7 +32,16 @@ export interface OverlayNode {
   virtualIP: string;
   stateDir: string;
   control: string;
+  /** An adapter's LED class directory: empty unless a test puts fake LEDs there before the start. */
+  ledRoot?: string;
   process: LabProcess;
+}
+
+/** Returns the `define NAME = VALUE` variables of an nftables file, with quotes removed. */
+export function nftDefines(text: string): Map<string, string> {
+  const defines = new Map<string, string>();
+  for (const match of text.matchAll(/^define\s+(\w+)\s*=\s*(.+?)\s*$/gm)) defines.set(match[1]!, match[2]!.replace(/^"(.*)"$/, "$1"));
+  return defines;
 }
 
 export class Overlay {
@@ -83,8 +97,10 @@ export class Overlay {
       virtualIP,
       stateDir: path.join(this.dir, name),
       control: path.join(this.dir, `${name}.sock`),
+      ...(lan ? { ledRoot: this.ledRoot(name) } : {}),
       process: undefined as unknown as LabProcess,
     };
+    if (lan) await this.loadApplianceFirewall(host, lan);
     node.process = this.spawnNode(node, tokenFile);
     this.nodes.set(name, node);
     await node.process.waitForLine(/"registered with NMS"/, 15_000);
@@ -99,10 +115,54 @@ export class Overlay {
   }
 
   spawnNode(node: OverlayNode, tokenFile?: string): LabProcess {
-    const role = node.lan ? ["adapter", "--lan", node.lan, "--lease-seconds", "30"] : ["node"];
-    const args = ["node", CYPHONIC, ...role, "--state", node.stateDir, "--control", node.control];
+    const args = node.lan
+      ? ["node", CYPHONIC, "adapter", "--config", this.writeAdapterConfig(node.name, { lanInterface: node.lan })]
+      : ["node", CYPHONIC, "node", "--state", node.stateDir, "--control", node.control];
+    // The token file comes as a flag, which adds tokenFile to the file's keys.
     if (tokenFile) args.push("--token-file", tokenFile);
     return this.lab.spawn(node.host, args, { logFile: path.join(this.dir, `${node.name}.log`), env: DAEMON_ENV });
+  }
+
+  /** Returns the LED class directory that the adapter `name` is given. */
+  ledRoot(name: string): string {
+    return path.join(this.dir, `${name}-leds`);
+  }
+
+  /**
+   * Writes the configuration file of the adapter `name` and returns its path.
+   * tunName and port come from the appliance firewall's TUN and TUNNEL_PORT,
+   * as on the appliance; `overrides` replaces any key.
+   */
+  writeAdapterConfig(name: string, overrides: Record<string, unknown>): string {
+    const defines = nftDefines(fs.readFileSync(APPLIANCE_RULESET, "utf8"));
+    const config = {
+      stateDir: path.join(this.dir, name),
+      controlSocket: path.join(this.dir, `${name}.sock`),
+      tunName: defines.get("TUN"),
+      port: Number(defines.get("TUNNEL_PORT")),
+      // Short, so renewals and expiries happen within a test.
+      leaseSeconds: 30,
+      ledRoot: this.ledRoot(name),
+      ...overrides,
+    };
+    const file = path.join(this.dir, `${name}.adapter.json`);
+    fs.writeFileSync(file, JSON.stringify(config, null, 2) + "\n");
+    return file;
+  }
+
+  /**
+   * Loads the appliance firewall into the namespace of `host`, as
+   * cyphonic-firewall.service does before the adapter starts, with WAN and
+   * LAN set to the lab's interface names the way first-boot provisioning
+   * sets them.
+   */
+  async loadApplianceFirewall(host: LabHost, lan: string): Promise<void> {
+    const changes = { wanInterface: this.lab.iface.adapterWan, lanInterface: lan };
+    const text = rewriteFirewall(fs.readFileSync(APPLIANCE_RULESET, "utf8"), changes, APPLIANCE_RULESET);
+    const file = path.join(this.dir, `appliance-${host}.nft`);
+    fs.writeFileSync(file, text);
+    const r = await this.lab.exec(host, ["nft", "-f", file]);
+    if (r.code !== 0) throw new Error(`nft -f ${file} in ${host} failed (${r.code}): ${r.stderr}`);
   }
 
   node(name: string): OverlayNode {

@@ -10,6 +10,7 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { readAdapterConfigFile } from "../../firmware/src/appliance/config/index.js";
 import { readProvisionError } from "../../firmware/src/appliance/provisioning/error-file.js";
 import { PROVISION_STEPS, ProvisionStep } from "../../firmware/src/appliance/provisioning/steps.js";
 import { generateKeyPair } from "../../firmware/src/protocol/crypto.js";
@@ -21,7 +22,7 @@ const ROOT_FILES = {
   wan: `${CONNECTIONS}/cyphonic-wan.nmconnection`,
   lan: `${CONNECTIONS}/cyphonic-lan.nmconnection`,
   nft: "etc/cyphonic/appliance.nft",
-  env: "etc/cyphonic/adapter.env",
+  config: "etc/cyphonic/adapter.json",
 } as const;
 
 const AS_KEY = generateKeyPair().publicKey.toString("base64");
@@ -54,11 +55,11 @@ const EXPECTED_ROOT: Record<keyof typeof ROOT_FILES, string> = {
     .replace("[ipv4]\nmethod=auto\n", "[ipv4]\nmethod=manual\naddress1=192.0.2.10/24\ngateway=192.0.2.1\ndns=192.0.2.53;198.51.100.53;\n"),
   lan: overlayText(ROOT_FILES.lan).replace("interface-name=eth1", "interface-name=eth0"),
   nft: overlayText(ROOT_FILES.nft).replace('define WAN = "eth0"', 'define WAN = "eth1"').replace('define LAN = "eth1"', 'define LAN = "eth0"'),
-  env: overlayText(ROOT_FILES.env).replace("CYPHONIC_LAN=eth1", "CYPHONIC_LAN=eth0"),
+  config: overlayText(ROOT_FILES.config).replace('"lanInterface": "eth1"', '"lanInterface": "eth0"'),
 };
 
 /** Modes from overlay/MANIFEST. */
-const ROOT_MODES: Record<keyof typeof ROOT_FILES, number> = { wan: 0o600, lan: 0o600, nft: 0o644, env: 0o644 };
+const ROOT_MODES: Record<keyof typeof ROOT_FILES, number> = { wan: 0o600, lan: 0o600, nft: 0o644, config: 0o644 };
 
 function expectedStateToken(secret: string): string {
   return `# CYPHONIC provisioning token: one use, keep it secret.\nas_endpoint=198.51.100.7:7400\nas_key=${AS_KEY}\ntoken=${secret}\n`;
@@ -136,7 +137,7 @@ function assertStoppedAfter(dirs: Dirs, crashed: ProvisionStep): void {
     ["wan", "write-wan-profile"],
     ["lan", "write-lan-profile"],
     ["nft", "write-firewall"],
-    ["env", "write-adapter-env"],
+    ["config", "write-adapter-config"],
   ];
   for (const [key, step] of rootSteps) {
     assert.equal(readRoot(dirs, key), reached(step) ? EXPECTED_ROOT[key] : overlayText(ROOT_FILES[key]), `${ROOT_FILES[key]} after ${crashed}`);
@@ -189,6 +190,14 @@ test("provision second run is no-op", (t) => {
   const second = provision(dirs);
   assert.equal(second.status, 0, second.stderr);
   assert.deepEqual(snapshot(), before);
+});
+
+test("provisioned adapter config loads", (t) => {
+  const dirs = setup(t);
+  assert.equal(provision(dirs).status, 0);
+  const config = readAdapterConfigFile(path.join(dirs.root, ROOT_FILES.config));
+  assert.equal(config.lanInterface, "eth0");
+  assert.equal(config.stateDir, "/var/lib/cyphonic");
 });
 
 test("provision without boot file exits 0", (t) => {
@@ -322,7 +331,7 @@ test("provision second token before identity", (t) => {
   assert.equal(second.status, 0, second.stderr);
   assert.equal(fs.readFileSync(path.join(dirs.state, "token.txt"), "utf8"), expectedStateToken("Second-Token_0123456789"));
   assert.equal(readRoot(dirs, "wan"), EXPECTED_ROOT.wan, "absent network fields keep the static WAN");
-  assert.equal(readRoot(dirs, "env"), EXPECTED_ROOT.env);
+  assert.equal(readRoot(dirs, "config"), EXPECTED_ROOT.config);
 
   fs.writeFileSync(dirs.bootFile, [...tokenLines("Third-Token_0123456789"), "wan_mode=dhcp", ""].join("\n"));
   const third = provision(dirs);

@@ -1,15 +1,16 @@
 // The network settings of the boot token file applied to the overlay's own
 // files: the WAN and LAN keyfiles, the firewall's interface names and the
-// adapter's environment file.
+// adapter's configuration file.
 import { test, TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { parseAdapterConfigText } from "../../firmware/src/appliance/config/index.js";
 import { getKeyfileValue, setKeyfileValues } from "../../firmware/src/appliance/provisioning/keyfile.js";
 import { NetworkChanges } from "../../firmware/src/appliance/provisioning/network-settings.js";
 import {
-  rewriteAdapterEnv,
+  rewriteAdapterConfig,
   rewriteFile,
   rewriteFirewall,
   rewriteLanProfile,
@@ -20,7 +21,7 @@ const OVERLAY = path.resolve("overlay");
 const WAN = readFileSync(path.join(OVERLAY, "etc/NetworkManager/system-connections/cyphonic-wan.nmconnection"), "utf8");
 const LAN = readFileSync(path.join(OVERLAY, "etc/NetworkManager/system-connections/cyphonic-lan.nmconnection"), "utf8");
 const NFT = readFileSync(path.join(OVERLAY, "etc/cyphonic/appliance.nft"), "utf8");
-const ENV = readFileSync(path.join(OVERLAY, "etc/cyphonic/adapter.env"), "utf8");
+const CONFIG = readFileSync(path.join(OVERLAY, "etc/cyphonic/adapter.json"), "utf8");
 
 const STATIC: NetworkChanges = {
   wanInterface: "eth1",
@@ -44,7 +45,7 @@ test("overlay files have the shipped defaults", () => {
   assert.equal(getKeyfileValue(WAN, "ipv4", "method"), "auto");
   assert.match(NFT, /^define WAN = "eth0"$/m);
   assert.match(NFT, /^define LAN = "eth1"$/m);
-  assert.match(ENV, /^CYPHONIC_LAN=eth1$/m);
+  assert.match(CONFIG, /^ {2}"lanInterface": "eth1",$/m);
 });
 
 test("WAN profile static", () => {
@@ -87,7 +88,7 @@ test("root files unchanged without settings", () => {
   assert.equal(rewriteWanProfile(WAN, {}, "wan"), WAN);
   assert.equal(rewriteLanProfile(LAN, {}, "lan"), LAN);
   assert.equal(rewriteFirewall(NFT, {}, "nft"), NFT);
-  assert.equal(rewriteAdapterEnv(ENV, {}, "env"), ENV);
+  assert.equal(rewriteAdapterConfig(CONFIG, {}, "adapter.json"), CONFIG);
 });
 
 test("LAN profile interface name", () => {
@@ -108,10 +109,35 @@ test("firewall with only lan_interface", () => {
   assert.match(out, /^define LAN = "eth2"$/m);
 });
 
-test("adapter env CYPHONIC_LAN", () => {
-  const out = rewriteAdapterEnv(ENV, STATIC, "env");
-  assert.equal(out, ENV.replace("CYPHONIC_LAN=eth1", "CYPHONIC_LAN=eth0"));
-  assert.equal(rewriteAdapterEnv(ENV, { wanInterface: "eth1" }, "env"), ENV, "only lan_interface changes the file");
+test("adapter config lanInterface", () => {
+  const out = rewriteAdapterConfig(CONFIG, STATIC, "adapter.json");
+  assert.equal(out, CONFIG.replace('"lanInterface": "eth1"', '"lanInterface": "eth0"'), "only the lanInterface line changes");
+  assert.equal(parseAdapterConfigText(out, "adapter.json").lanInterface, "eth0");
+  assert.equal(rewriteAdapterConfig(out, STATIC, "adapter.json"), out, "a second run changes nothing");
+  assert.equal(rewriteAdapterConfig(CONFIG, { wanInterface: "eth1" }, "adapter.json"), CONFIG, "only lan_interface changes the file");
+});
+
+test("adapter config keeps layout when unchanged", () => {
+  const compact = '{"stateDir":"/var/lib/cyphonic","lanInterface":"eth0"}';
+  assert.equal(rewriteAdapterConfig(compact, STATIC, "adapter.json"), compact);
+});
+
+test("adapter config adds a missing lanInterface", () => {
+  const out = rewriteAdapterConfig('{"stateDir": "/var/lib/cyphonic"}\n', STATIC, "adapter.json");
+  assert.equal(out, '{\n  "stateDir": "/var/lib/cyphonic",\n  "lanInterface": "eth0"\n}\n');
+});
+
+test("adapter config invalid JSON", () => {
+  assert.throws(
+    () => rewriteAdapterConfig('{"lanInterface": "eth1",}', STATIC, "/etc/cyphonic/adapter.json"),
+    /^Error: \/etc\/cyphonic\/adapter\.json is not valid JSON \(.+\); fix it, or install it again from the appliance overlay$/,
+  );
+});
+
+test("adapter config not an object", () => {
+  for (const text of ["[]", "null", '"eth1"']) {
+    assert.throws(() => rewriteAdapterConfig(text, STATIC, "/etc/cyphonic/adapter.json"), /adapter\.json must contain one JSON object; install it again/, text);
+  }
 });
 
 test("firewall without define line", () => {
@@ -154,8 +180,8 @@ test("rewriteFile keeps the mode under umask 077", (t) => {
 });
 
 test("rewriteFile skips unchanged text", (t) => {
-  const file = path.join(tempDir(t), "adapter.env");
-  writeFileSync(file, ENV);
+  const file = path.join(tempDir(t), "adapter.json");
+  writeFileSync(file, CONFIG);
   const before = statSync(file);
   assert.equal(
     rewriteFile(file, (text) => text),

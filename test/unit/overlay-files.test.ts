@@ -16,6 +16,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { validateLanSetupOptions } from "../../firmware/src/adapter/lan/options.js";
+import { AdapterConfigFile, readAdapterConfigFile } from "../../firmware/src/appliance/config/index.js";
 import { buildLanRuleset, tableComment } from "../../firmware/src/adapter/lan/ruleset.js";
 import { parseTokenFile } from "../../firmware/src/node/token-file.js";
 
@@ -32,7 +33,7 @@ const CLOUD_UNIT = "/usr/lib/systemd/system/cyphonic-cloud.service";
 const UNITS = [ADAPTER_UNIT, FIRSTBOOT_UNIT, FIREWALL_UNIT, CLOUD_UNIT];
 const RULESET = "/etc/cyphonic/appliance.nft";
 const SYSCTL_FILE = "/etc/sysctl.d/60-cyphonic.conf";
-const ADAPTER_ENV = "/etc/cyphonic/adapter.env";
+const ADAPTER_CONFIG = "/etc/cyphonic/adapter.json";
 const WAN_KEYFILE = "/etc/NetworkManager/system-connections/cyphonic-wan.nmconnection";
 const LAN_KEYFILE = "/etc/NetworkManager/system-connections/cyphonic-lan.nmconnection";
 const NM_CONF = "/etc/NetworkManager/conf.d/60-cyphonic.conf";
@@ -242,8 +243,9 @@ function readSysctlSettings(): Map<string, string> {
   return parseAssignments(readOverlay(SYSCTL_FILE), /^([^=\s]+)\s*=\s*(.*)$/);
 }
 
-function readAdapterEnvironment(): Map<string, string> {
-  return parseAssignments(readOverlay(ADAPTER_ENV), /^([A-Z_]+)=(.*)$/);
+/** Reads the overlay's adapter.json with the adapter's own loader, so a key it would reject fails here too. */
+function readAdapterConfig(): AdapterConfigFile {
+  return readAdapterConfigFile(overlayPath(ADAPTER_CONFIG));
 }
 
 /** Returns the Linux capability names of a unit key, for example ["net_admin"], for setpriv. */
@@ -576,16 +578,29 @@ test("adapter unit privileges and sandbox", () => {
 test("adapter command matches overlay files", () => {
   const unit = readUnit(ADAPTER_UNIT);
   const command = iniValue(unit, "Service", "ExecStart");
-  assert.match(command, /^\/usr\/bin\/node \/usr\/lib\/cyphonic\/cyphonic\.cjs adapter /);
-  assert.equal(optionValue(command, "--state"), `/var/lib/${iniValue(unit, "Service", "StateDirectory")}`);
-  assert.equal(optionValue(command, "--control"), `/run/${iniValue(unit, "Service", "RuntimeDirectory")}/node.sock`);
-  assert.equal(optionValue(command, "--lan"), "${CYPHONIC_LAN}");
-  assert.equal(iniValue(unit, "Service", "EnvironmentFile"), ADAPTER_ENV);
-  assert.ok(path.dirname(optionValue(command, "--token-file")) === optionValue(command, "--state"), "the token file is in the state directory");
+  assert.equal(command, `/usr/bin/node /usr/lib/cyphonic/cyphonic.cjs adapter --config ${ADAPTER_CONFIG}`);
+  assert.deepEqual(iniValues(unit, "Service", "EnvironmentFile"), [], "the configuration file replaces the environment file");
 
+  const config = readAdapterConfig();
+  assert.equal(config.stateDir, `/var/lib/${iniValue(unit, "Service", "StateDirectory")}`);
+  assert.equal(config.controlSocket, `/run/${iniValue(unit, "Service", "RuntimeDirectory")}/node.sock`);
+  assert.equal(config.tokenFile, `${config.stateDir}/token.txt`, "the token file that first-boot provisioning writes");
+  assert.equal(config.ledRoot, "/sys/class/leds");
   const defines = nftDefines(readOverlay(RULESET));
-  assert.equal(optionValue(command, "--tun"), defines.get("TUN"));
-  assert.equal(optionValue(command, "--port"), defines.get("TUNNEL_PORT"));
+  assert.equal(config.tunName, defines.get("TUN"));
+  assert.equal(String(config.port), defines.get("TUNNEL_PORT"));
+});
+
+test("adapter config is canonical JSON", () => {
+  // First-boot provisioning writes the file back with JSON.stringify, so the
+  // shipped layout makes a rewrite change only the lanInterface line.
+  const text = readOverlay(ADAPTER_CONFIG);
+  assert.equal(text, JSON.stringify(JSON.parse(text), null, 2) + "\n");
+});
+
+test("adapter unit stops restarting on status 2", () => {
+  const unit = readUnit(ADAPTER_UNIT);
+  assert.equal(iniValue(unit, "Service", "RestartPreventExitStatus"), "2");
 });
 
 test("firstboot unit runs before readers", () => {
@@ -605,7 +620,7 @@ test("firstboot unit runs before readers", () => {
   // Every file that provisioning rewrites must be in a writable path under ProtectSystem=strict.
   assert.equal(iniValue(unit, "Service", "ProtectSystem"), "strict");
   const writable = iniWords(unit, "Service", "ReadWritePaths");
-  for (const rewritten of [ADAPTER_ENV, RULESET, WAN_KEYFILE, LAN_KEYFILE, "/boot/firmware/cyphonic-token.txt"]) {
+  for (const rewritten of [ADAPTER_CONFIG, RULESET, WAN_KEYFILE, LAN_KEYFILE, "/boot/firmware/cyphonic-token.txt"]) {
     assert.ok(
       writable.some((directory) => rewritten.startsWith(`${directory}/`)),
       `${rewritten} is not under ReadWritePaths=${writable.join(" ")}`,
@@ -683,7 +698,7 @@ test("interface defaults agree across files", () => {
   const template = readOverlay(TOKEN_TEMPLATE);
   assert.equal(defines.get("WAN"), iniValue(wan, "connection", "interface-name"));
   assert.equal(defines.get("LAN"), iniValue(lan, "connection", "interface-name"));
-  assert.equal(readAdapterEnvironment().get("CYPHONIC_LAN"), defines.get("LAN"));
+  assert.equal(readAdapterConfig().lanInterface, defines.get("LAN"));
   assert.match(template, new RegExp(`^#wan_interface=${defines.get("WAN")}$`, "m"));
   assert.match(template, new RegExp(`^#lan_interface=${defines.get("LAN")}$`, "m"));
   assert.notEqual(defines.get("WAN"), defines.get("LAN"));

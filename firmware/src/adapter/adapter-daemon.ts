@@ -2,6 +2,7 @@
 // ("general nodes") on its LAN NIC. Each general node gets its virtual IP by
 // DHCP, its DNS answers from the adapter, and a member of its own in the
 // overlay, so peers see the device's own virtual IP and name.
+import { EventEmitter } from "node:events";
 import path from "node:path";
 import { TUNNEL_MTU_BYTES } from "../protocol/constants.js";
 import { ipv4ToNumber } from "../protocol/endpoint.js";
@@ -25,9 +26,26 @@ export class AdapterDaemon extends NodeDaemon {
   private registry: GeneralNodeRegistry | null = null;
   /** General-node members by node id. */
   private readonly general = new Map<number, { node: GeneralNode; member: Member }>();
+  /** "lease" after every DHCP lease change and its firewall update, for the status LEDs. */
+  readonly events = new EventEmitter<{ lease: [DhcpLeaseChange] }>();
 
   constructor(private readonly adapterConfig: AdapterConfig) {
     super(adapterConfig);
+  }
+
+  get hasIdentity(): boolean {
+    return this.identity !== null;
+  }
+
+  /** Whether the adapter's own member is registered with the NMS. */
+  get registeredWithNms(): boolean {
+    return this.primary?.nms.status().registered ?? false;
+  }
+
+  /** General nodes of the current list that hold an unexpired DHCP lease. */
+  get leasedGeneralNodes(): number {
+    const macs = new Set([...this.general.values()].map(({ node }) => node.mac.toLowerCase()));
+    return this.dhcp?.leases().filter((lease) => macs.has(lease.mac.toLowerCase())).length ?? 0;
   }
 
   override async start(): Promise<void> {
@@ -112,6 +130,7 @@ export class AdapterDaemon extends NodeDaemon {
     } catch (err) {
       this.log.error({ err, mac: change.mac, virtualIP: change.address, event: change.event }, "firewall update for a lease failed");
     }
+    this.events.emit("lease", change);
   }
 }
 

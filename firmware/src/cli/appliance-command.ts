@@ -22,7 +22,7 @@ export const APPLIANCE_PROVISION_USAGE = `cyphonic appliance-provision --state D
   --boot DIR           mount point of the FAT boot partition, repeatable, searched in
                        order for cyphonic-token.txt (default /boot/firmware, then /boot)
   --root DIR           root of the file system whose network profiles, firewall
-                       interface names and adapter.env are rewritten (default /)
+                       interface names and adapter.json are rewritten (default /)
   --allow-crash-hook   for tests only: honour ${CRASH_HOOK_VARIABLE}=STEP, which kills
                        the process with SIGKILL right after STEP
   exit status: 0 provisioned or nothing to do, 2 the token file must be fixed or

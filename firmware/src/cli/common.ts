@@ -13,6 +13,14 @@ export class UsageError extends Error {
   }
 }
 
+/** Ends the program with `status` and no further message, because the command has logged its reason already. */
+export class ExitStatus extends Error {
+  constructor(readonly status: number) {
+    super(`exit status ${status}`);
+    this.name = "ExitStatus";
+  }
+}
+
 /** Parses a whole-number flag within [min, max]; absent gives the fallback. */
 export function intOption(value: string | undefined, fallback: number, flag: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined) return fallback;

@@ -1,14 +1,17 @@
 // The `cyphonic` program: one binary, a subcommand per role.
+import { AdapterConfigError } from "../appliance/config/index.js";
+import { NotProvisionedError } from "../appliance/status/start-failure.js";
 import { SettingsError } from "../cloud/settings.js";
 import { ProvisioningError } from "../node/provision.js";
 import { TokenFileError } from "../node/token-file.js";
 import { logger, setDefaultLogLevel } from "../util/log.js";
+import { ADAPTER_USAGE, runAdapter } from "./adapter-command.js";
 import { ADMIN_USAGE, runAdmin } from "./admin-command.js";
 import { APPLIANCE_PROVISION_USAGE, runApplianceProvision } from "./appliance-command.js";
 import { CLOUD_USAGE, runCloud } from "./cloud-command.js";
 import { runDataplaneWorker } from "../dataplane/worker.js";
-import { UsageError } from "./common.js";
-import { ADAPTER_USAGE, NODE_USAGE, STATUS_USAGE, runNode, runStatus } from "./node-command.js";
+import { ExitStatus, UsageError } from "./common.js";
+import { NODE_USAGE, STATUS_USAGE, runNode, runStatus } from "./node-command.js";
 
 const USAGE = `usage: cyphonic COMMAND [options]
 
@@ -48,7 +51,7 @@ async function main(argv: string[]): Promise<void> {
     case "node":
       return runNode(rest);
     case "adapter":
-      return runNode(rest, true);
+      return runAdapter(rest);
     case "status":
       setDefaultLogLevel("warn");
       return runStatus(rest);
@@ -71,6 +74,7 @@ async function main(argv: string[]): Promise<void> {
 main(process.argv.slice(2)).then(
   () => process.exit(0),
   (err: unknown) => {
+    if (err instanceof ExitStatus) process.exit(err.status);
     if (err instanceof UsageError) {
       process.stderr.write(`cyphonic: ${err.message}\n${err.usage ? `\n${err.usage}\n` : ""}`);
       process.exit(2);
@@ -80,7 +84,14 @@ main(process.argv.slice(2)).then(
       process.stderr.write(`cyphonic: ${err.message}; see "cyphonic help"\n`);
       process.exit(2);
     }
-    if (err instanceof TokenFileError || err instanceof ProvisioningError || err instanceof SettingsError) {
+    // Errors that a restart cannot fix. cyphonic-adapter.service does not restart on status 2.
+    if (
+      err instanceof TokenFileError ||
+      err instanceof ProvisioningError ||
+      err instanceof SettingsError ||
+      err instanceof AdapterConfigError ||
+      err instanceof NotProvisionedError
+    ) {
       process.stderr.write(`cyphonic: ${(err as Error).message}\n`);
       logger("main").error({ err }, "fatal error");
       process.exit(2);

@@ -1,12 +1,11 @@
 // `cyphonic node` runs the node daemon, and `cyphonic status` queries it.
 import { parseArgs } from "node:util";
 import { controlRequest } from "../util/control-socket.js";
-import { AdapterDaemon } from "../adapter/adapter-daemon.js";
 import { SystemdNotifier } from "../appliance/systemd-notify.js";
 import { NodeConfig, NodeDaemon } from "../node/daemon.js";
 import { NodeStatus, formatStatus } from "../node/status.js";
 import { logger } from "../util/log.js";
-import { UsageError, endpointOption, intOption, portOption, waitForSignal } from "./common.js";
+import { UsageError, endpointOption, portOption, waitForSignal } from "./common.js";
 
 const DEFAULT_CONTROL_SOCKET = "/run/cyphonic/node.sock";
 
@@ -21,13 +20,8 @@ export const NODE_USAGE = `cyphonic node --state DIR [options]
 
 export const STATUS_USAGE = `cyphonic status [--control PATH] [--json]`;
 
-export const ADAPTER_USAGE = `cyphonic adapter --state DIR --lan IFACE [options]
-  the node daemon's options, and:
-  --lan IFACE              the NIC towards the general nodes (DHCP, DNS, forwarding)
-  --lease-seconds N        DHCP lease time (default 3600)`;
-
-/** Runs the node daemon, or with adapter set, the adapter (a node that also serves its LAN). */
-export async function runNode(argv: string[], adapter = false): Promise<void> {
+/** Runs the node daemon until SIGINT or SIGTERM. `cyphonic adapter` has its own command in adapter-command.ts. */
+export async function runNode(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -43,10 +37,8 @@ export async function runNode(argv: string[], adapter = false): Promise<void> {
     },
     strict: true,
   });
-  const usage = adapter ? ADAPTER_USAGE : NODE_USAGE;
-  if (!values.state) throw new UsageError("--state DIR is required", usage);
-  if (!adapter && (values.lan || values["lease-seconds"])) throw new UsageError("--lan and --lease-seconds belong to `cyphonic adapter`", usage);
-  if (adapter && !values.lan) throw new UsageError("--lan IFACE is required: the NIC the general nodes are plugged into", usage);
+  if (!values.state) throw new UsageError("--state DIR is required", NODE_USAGE);
+  if (values.lan || values["lease-seconds"]) throw new UsageError("--lan and --lease-seconds belong to `cyphonic adapter`", NODE_USAGE);
   const config: NodeConfig = {
     stateDir: values.state,
     tokenFile: values["token-file"] ?? null,
@@ -56,14 +48,13 @@ export async function runNode(argv: string[], adapter = false): Promise<void> {
     dnsListen: values["dns-listen"]?.map((v) => endpointOption(v, "--dns-listen")) ?? "virtual-ip",
     dnsUpstream: values["dns-upstream"] ? endpointOption(values["dns-upstream"], "--dns-upstream") : null,
   };
-  const leaseSeconds = intOption(values["lease-seconds"], 3600, "--lease-seconds", 10, 7 * 86_400);
-  const daemon = adapter ? new AdapterDaemon({ ...config, lanInterface: values.lan!, leaseSeconds }) : new NodeDaemon(config);
+  const daemon = new NodeDaemon(config);
   // Under systemd (Type=notify), the watchdog starts before the first start,
   // which may wait minutes for the cloud, and READY=1 follows a complete start.
   const notifier = SystemdNotifier.fromEnvironment();
   notifier.startWatchdog(() => true);
   await daemon.start();
-  notifier.ready(`${adapter ? "adapter" : "node"} running`);
+  notifier.ready("node running");
   const signal = await waitForSignal();
   logger("node").info({ signal }, "stopping");
   notifier.stopping();

@@ -12,7 +12,7 @@ import { ProtocolError } from "../protocol/errors.js";
 import { decodeTransport } from "../protocol/messages.js";
 import { SessionState, SessionUsage, TransportSession } from "../protocol/session.js";
 import { SignalType, decodeSignal, encodeSignal } from "../protocol/signaling.js";
-import { PeerPath, Source, samePath } from "../transport/path.js";
+import { PeerPath, Source, movesPath } from "../transport/path.js";
 import { Counters } from "../util/counters.js";
 import { COUNTER_BLOCK, CarriedPeerInfo, FromWorker, PeerUsage, ToWorker } from "./ipc.js";
 import { tunnelPacketDrop } from "./tunnel-filter.js";
@@ -25,7 +25,7 @@ export interface FastPathIO {
   dropped?(reason: string, source: Source): void;
 }
 
-/** A new path or an unconfirmed session is reported at most this often per peer, so a flood of them costs one message. */
+/** Messages on a session other than the current one are reported at most this often per peer. */
 const AUTH_REPORT_INTERVAL_MS = 200;
 
 interface CarriedPeer {
@@ -239,22 +239,27 @@ export class FastPath {
     this.counters.add("transport.received");
     peer.bytesReceived += datagram.length;
     peer.awaitingReplySinceMs = 0;
-    if (source.kind === "direct") peer.lastDirectReceivedMs = now;
     peer.changed = true;
     carried.changed = true;
     this.reportReceipt(peer, carried, source, now);
+    if (source.kind === "direct") peer.lastDirectReceivedMs = now;
     this.deliver(peer, carried, plaintext, source);
   }
 
   /**
    * Tells the control plane what it must act on: a session's first message
-   * (which confirms a responder session and makes it current) and a message
-   * from another path than the peer's (roaming, or a relay fallback).
+   * (which confirms a responder session), a message on a session that is not
+   * the peer's current one, and a move to another path (roaming, or the
+   * relay after a lost direct path). The peer moves here at once, by the
+   * control plane's rule, because the reply to this very packet may leave
+   * before the control plane has seen the report; its answer confirms it.
    */
   private reportReceipt(peer: CarriedPeer, carried: CarriedSession, source: Source, now: number): void {
     const first = !carried.receiptReported;
-    const moved = !peer.info.path || !samePath(peer.info.path, source) || peer.current !== carried;
-    if (!first && !(moved && now - peer.lastAuthReportMs >= AUTH_REPORT_INTERVAL_MS)) return;
+    const moves = movesPath(peer.info.path, source, peer.lastDirectReceivedMs, now);
+    const notCurrent = peer.current !== carried && now - peer.lastAuthReportMs >= AUTH_REPORT_INTERVAL_MS;
+    if (moves) peer.info.path = source;
+    if (!first && !moves && !notCurrent) return;
     carried.receiptReported = true;
     peer.lastAuthReportMs = now;
     this.io.toControl({ t: "authenticated", index: carried.session.localIndex, source });

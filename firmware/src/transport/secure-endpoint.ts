@@ -21,7 +21,7 @@ import { KeyedRateLimiter } from "../util/rate-limit.js";
 import { Logger, RateLimitedLog } from "../util/log.js";
 import { HandshakeClock } from "./handshake-clock.js";
 import { IndexRegistry } from "./index-registry.js";
-import { PeerPath, Source, describePath, samePath } from "./path.js";
+import { PeerPath, Source, describePath, movesPath, samePath } from "./path.js";
 import { HandshakeAttempt, Peer } from "./peer.js";
 import { SessionCarrier } from "./session-carrier.js";
 
@@ -50,8 +50,6 @@ export interface EndpointHooks<Tag> {
  */
 const HANDSHAKES_PER_SECOND_PER_SOURCE = 32;
 const HANDSHAKE_BURST_PER_SOURCE = 64;
-/** A peer heard from over a direct path within this time stays on it when relayed packets arrive. */
-const DIRECT_PREFERENCE_MS = 10_000;
 /** Data sent without anything heard back for this long means the session is dead (WireGuard: KEEPALIVE + REKEY_TIMEOUT). */
 const DEAD_SESSION_MS = KEEPALIVE_TIMEOUT_MS + REKEY_TIMEOUT_MS * 5;
 
@@ -251,13 +249,7 @@ export class SecureEndpoint<Tag = unknown> {
     peer.awaitingReplySinceMs = 0;
     // First message under a new responder session confirms the key: make it current.
     if (peer.current !== session && peer.previous !== session) this.install(peer, session);
-    if (!peer.path || !samePath(peer.path, source)) {
-      // A direct path that worked moments ago is not given up for a relayed
-      // packet, which may have left the other end before it saw the direct
-      // path work: without this, both ends flip between the two.
-      const directIsFresh = peer.path?.kind === "direct" && now - peer.lastDirectReceivedMs < DIRECT_PREFERENCE_MS;
-      if (!(source.kind === "relay" && directIsFresh)) this.changePath(peer, source);
-    }
+    if (movesPath(peer.path, source, peer.lastDirectReceivedMs, now)) this.changePath(peer, source);
     if (source.kind === "direct") peer.lastDirectReceivedMs = now;
     // The first message of a responder session confirms it: what waited goes out now, over the path just seen.
     if (peer.queue.length && peer.current === session) this.flushQueue(peer, session);

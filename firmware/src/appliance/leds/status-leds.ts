@@ -5,6 +5,7 @@
 // caller calls restore() from its SIGTERM and SIGINT handlers and from a
 // process.on("exit") listener. All I/O is synchronous, which is what makes
 // restore() work inside an "exit" listener.
+import path from "node:path";
 import { Counters } from "../../util/counters.js";
 import { logger } from "../../util/log.js";
 import { LED_STATES, LedState, STATUS_LED_PATTERNS } from "./patterns.js";
@@ -14,6 +15,8 @@ import { LedRole, SysfsLed } from "./sysfs-led.js";
 export interface StatusLedsOptions {
   /** Mount point of sysfs. Default "/sys". Tests pass a fake tree in a temporary directory. */
   sysfsRoot?: string;
+  /** Directory of the LED class devices. Default "<sysfsRoot>/class/leds". Takes precedence over sysfsRoot. */
+  ledClassDir?: string;
   /** File access for the attributes. Default: node:fs. */
   fileSystem?: LedFileSystem;
   /** Receives leds.writes, leds.write_failed and leds.read_failed. Default: a new Counters. */
@@ -35,15 +38,21 @@ export class StatusLeds {
    * appliance runs on hardware without LEDs.
    */
   static open(options: StatusLedsOptions = {}): StatusLeds {
-    const sysfsRoot = options.sysfsRoot ?? "/sys";
+    const ledClassDir = options.ledClassDir ?? path.join(options.sysfsRoot ?? "/sys", "class", "leds");
     const io = new SysfsIo(options.fileSystem ?? nodeLedFileSystem, options.counters ?? new Counters(), logger("leds"));
+    // One line for a system without the LED class (a container, a kernel
+    // without CONFIG_NEW_LEDS), instead of one per LED.
+    if (!io.exists(ledClassDir)) {
+      io.log.warn({ ledClassDir }, "LED class directory not found; running without status LEDs");
+      return new StatusLeds(io, null, null);
+    }
     const find = (role: LedRole) => {
-      const led = SysfsLed.find(io, sysfsRoot, role);
+      const led = SysfsLed.find(io, ledClassDir, role);
       if (led) {
         io.log.info({ led: led.name, trigger: led.originalTrigger }, "status LED found");
       } else {
         const candidates = SysfsLed.candidateNames(role);
-        io.log.warn({ role, sysfsRoot, candidates }, "status LED not found; its patterns are not shown");
+        io.log.warn({ role, ledClassDir, candidates }, "status LED not found; its patterns are not shown");
       }
       return led;
     };
@@ -57,6 +66,11 @@ export class StatusLeds {
 
   get counters(): Counters {
     return this.io.counters;
+  }
+
+  /** Whether at least one of ACT and PWR was found, so a state can be seen at all. */
+  get present(): boolean {
+    return this.act !== null || this.pwr !== null;
   }
 
   /** Directory names of the LEDs in use, such as "ACT" or "led0", or null for a missing LED. */

@@ -42,10 +42,10 @@ export class SysfsLed {
     private readonly saved: SavedSettings | undefined,
   ) {}
 
-  /** Opens the first existing LED of the role's candidate names, or returns null when none exists. */
-  static find(io: SysfsIo, sysfsRoot: string, role: LedRole): SysfsLed | null {
+  /** Opens the first existing LED of the role's candidate names under ledClassDir (/sys/class/leds), or returns null when none exists. */
+  static find(io: SysfsIo, ledClassDir: string, role: LedRole): SysfsLed | null {
     for (const name of CANDIDATE_NAMES[role]) {
-      const dir = path.join(sysfsRoot, "class", "leds", name);
+      const dir = path.join(ledClassDir, name);
       if (io.exists(dir)) return SysfsLed.open(io, role, name, dir);
     }
     return null;

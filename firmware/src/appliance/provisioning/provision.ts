@@ -38,7 +38,7 @@ import { deleteFileDurably, wipeFile } from "./boot-file.js";
 import { provisionErrorPath } from "./error-file.js";
 import { NetworkChanges } from "./network-settings.js";
 import { ProvisionPlan, planProvisioning } from "./plan.js";
-import { RootFiles, rewriteAdapterEnv, rewriteFile, rewriteFirewall, rewriteLanProfile, rewriteWanProfile, rootFiles } from "./root-files.js";
+import { RootFiles, rewriteAdapterConfig, rewriteFile, rewriteFirewall, rewriteLanProfile, rewriteWanProfile, rootFiles } from "./root-files.js";
 import { PROVISION_STEPS, ProvisionStep } from "./steps.js";
 import { removeStaleTempFiles } from "./temp-files.js";
 import { tokenRecordPath, writeTokenRecord } from "./token-record.js";
@@ -87,7 +87,7 @@ const STEP_ACTIONS: Record<ProvisionStep, (run: Run) => void> = {
   "write-wan-profile": (run) => rewriteStep(run, run.files.wanProfile, rewriteWanProfile),
   "write-lan-profile": (run) => rewriteStep(run, run.files.lanProfile, rewriteLanProfile),
   "write-firewall": (run) => rewriteStep(run, run.files.firewall, rewriteFirewall),
-  "write-adapter-env": (run) => rewriteStep(run, run.files.adapterEnv, rewriteAdapterEnv),
+  "write-adapter-config": (run) => rewriteStep(run, run.files.adapterConfig, rewriteAdapterConfig),
   "record-token-hash": (run) => {
     const plan = provisionPlan(run);
     writeTokenRecord(run.options.stateDir, { tokenSha256: plan.parsed.tokenSha256, bootFileBytes: plan.bootFileBytes });

@@ -5,6 +5,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { writeFileAtomic } from "../../util/files.js";
+import { ADAPTER_CONFIG_FIELDS } from "../config/schema.js";
 import { setKeyfileValues } from "./keyfile.js";
 import { NetworkChanges } from "./network-settings.js";
 
@@ -12,7 +13,7 @@ export interface RootFiles {
   wanProfile: string;
   lanProfile: string;
   firewall: string;
-  adapterEnv: string;
+  adapterConfig: string;
 }
 
 export function rootFiles(rootDir: string): RootFiles {
@@ -21,7 +22,7 @@ export function rootFiles(rootDir: string): RootFiles {
     wanProfile: path.join(connections, "cyphonic-wan.nmconnection"),
     lanProfile: path.join(connections, "cyphonic-lan.nmconnection"),
     firewall: path.join(rootDir, "etc/cyphonic/appliance.nft"),
-    adapterEnv: path.join(rootDir, "etc/cyphonic/adapter.env"),
+    adapterConfig: path.join(rootDir, "etc/cyphonic/adapter.json"),
   };
 }
 
@@ -63,10 +64,28 @@ export function rewriteFirewall(text: string, changes: NetworkChanges, file: str
   return out;
 }
 
-/** Rewrites CYPHONIC_LAN in the adapter's environment file. */
-export function rewriteAdapterEnv(text: string, changes: NetworkChanges, file: string): string {
+/**
+ * Sets "lanInterface" in the adapter's JSON configuration file. The file is
+ * written back with JSON.stringify (two-space indent, key order kept), the
+ * form the overlay ships, so only that value's line changes. A file that
+ * already names the interface is returned as it is, whatever its layout.
+ */
+export function rewriteAdapterConfig(text: string, changes: NetworkChanges, file: string): string {
   if (changes.lanInterface === undefined) return text;
-  return replaceOneLine(text, /^CYPHONIC_LAN=.*$/m, `CYPHONIC_LAN=${changes.lanInterface}`, file);
+  let document: unknown;
+  try {
+    document = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${file} is not valid JSON (${(err as Error).message}); fix it, or install it again from the appliance overlay`);
+  }
+  if (document === null || typeof document !== "object" || Array.isArray(document)) {
+    throw new Error(`${file} must contain one JSON object; install it again from the appliance overlay`);
+  }
+  const config = document as Record<string, unknown>;
+  const key: keyof typeof ADAPTER_CONFIG_FIELDS = "lanInterface";
+  if (config[key] === changes.lanInterface) return text;
+  config[key] = changes.lanInterface;
+  return JSON.stringify(config, null, 2) + "\n";
 }
 
 function replaceOneLine(text: string, pattern: RegExp, line: string, file: string): string {
@@ -101,7 +120,7 @@ export function rewriteFile(file: string, rewrite: (text: string) => string): bo
   writeFileAtomic(file, next, mode);
   // The umask (0077 in cyphonic-firstboot.service) narrows the mode that the
   // new file is created with, so the old bits (0644 for the firewall and the
-  // environment file) are set again.
+  // adapter configuration) are set again.
   fs.chmodSync(file, mode);
   const fd = fs.openSync(file, "r");
   try {

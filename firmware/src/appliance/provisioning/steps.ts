@@ -11,7 +11,7 @@ export const PROVISION_STEPS = [
   "write-wan-profile",
   "write-lan-profile",
   "write-firewall",
-  "write-adapter-env",
+  "write-adapter-config",
   // Records the SHA-256 of the token and the boot file's size in the state
   // directory, before the token is copied. A later run uses the record to
   // recognise this boot file after the adapter has redeemed the token, or

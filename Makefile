@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := build
 
-.PHONY: deps build typecheck lint test demo clean
+.PHONY: deps build typecheck lint test demo bench clean
 
 deps:
 	@scripts/install-deps.sh
@@ -22,6 +22,11 @@ test: build typecheck lint
 
 demo: build
 	@scripts/demo.sh
+
+# Not part of `make test`. As root, an estimated 20 minutes on an idle 2-core
+# machine (BENCH_QUICK=1: a few minutes). Writes docs/benchmarks.md and its plot.
+bench: build
+	@BENCH_QUICK="$(BENCH_QUICK)" scripts/bench/run.sh
 
 clean:
 	rm -rf dist

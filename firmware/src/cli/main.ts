@@ -72,7 +72,9 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).then(
-  () => process.exit(0),
+  // Exits once stdout has drained: stdout on a pipe is asynchronous, and an
+  // exit right away cut `cyphonic status --json` at 64 KiB.
+  () => process.stdout.write("", () => process.exit(0)),
   (err: unknown) => {
     if (err instanceof ExitStatus) process.exit(err.status);
     if (err instanceof UsageError) {

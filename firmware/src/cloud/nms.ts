@@ -267,9 +267,11 @@ export class NodeManagementService {
     }
   }
 
+  /** The session peer of a node, found by its key: a scan of all peers cost O(n) per instruction. */
   private peerOf(nodeId: number): Peer<NodeTag> | undefined {
-    for (const peer of this.channel.engine.allPeers()) if (peer.tag.nodeId === nodeId) return peer;
-    return undefined;
+    const key = this.opts.store.getNodeById(nodeId)?.publicKey;
+    const peer = key ? this.channel.engine.peer(key) : undefined;
+    return peer?.tag.nodeId === nodeId ? peer : undefined;
   }
 }
 

@@ -44,6 +44,7 @@ export class CarriedState {
   readonly peers = new Map<AnyPeer, PeerRecord>();
   readonly peersById = new Map<number, { carrier: EngineCarrier; peer: AnyPeer }>();
   readonly carriers = new Set<EngineCarrier>();
+  readonly carriersByGroup = new Map<number, EngineCarrier>();
   private nextPeerId = 1;
   private nextGroup = 1;
 
@@ -110,7 +111,7 @@ export class CarriedState {
 }
 
 export class EngineCarrier implements SessionCarrier<unknown> {
-  private readonly group: number;
+  readonly group: number;
 
   constructor(
     readonly engine: AnyEngine,
@@ -118,12 +119,14 @@ export class EngineCarrier implements SessionCarrier<unknown> {
   ) {
     this.group = state.allocateGroup();
     state.carriers.add(this);
+    state.carriersByGroup.set(this.group, this);
   }
 
   /** Forgets the endpoint (it closed): its peers and sessions leave the worker. */
   release(): void {
     for (const peer of this.engine.allPeers()) this.removePeer(peer);
     this.state.carriers.delete(this);
+    this.state.carriersByGroup.delete(this.group);
   }
 
   addSession(peer: AnyPeer, session: TransportSession): void {

@@ -5,7 +5,7 @@
 // indexes, packets without a session, signaling) goes to the control plane.
 // It owns no socket or device: the worker process wires it to both, and tests
 // wire it to memory.
-import { MessageType, TRANSPORT_HEADER_BYTES } from "../protocol/constants.js";
+import { INITIATION_MIN_BYTES, MessageType, RESPONSE_MIN_BYTES, TRANSPORT_HEADER_BYTES } from "../protocol/constants.js";
 import { TAG_BYTES } from "../protocol/crypto.js";
 import { Endpoint } from "../protocol/endpoint.js";
 import { ProtocolError } from "../protocol/errors.js";
@@ -25,7 +25,7 @@ export interface FastPathIO {
   dropped?(reason: string, source: Source): void;
 }
 
-/** Messages on a session other than the current one are reported at most this often per peer. */
+/** Moves and messages on a session other than the current one are reported at most this often per peer. */
 const AUTH_REPORT_INTERVAL_MS = 200;
 
 interface CarriedPeer {
@@ -215,11 +215,18 @@ export class FastPath {
     this.transmit(relay, carried, encodeSignal({ type: SignalType.RelayData, routeId: path.routeId, datagram }));
   }
 
-  /** A datagram from the UDP socket, or unwrapped from a relay message. */
-  receiveDatagram(datagram: Buffer, source: Source): void {
+  /**
+   * A datagram from the UDP socket, or unwrapped from a relay message on the
+   * TRS session of group: then only that group's (that member's) sessions may
+   * take it, as in the control plane, where the member that owns the TRS
+   * session handles what it relays.
+   */
+  receiveDatagram(datagram: Buffer, source: Source, group?: number): void {
     const type = datagram.length >= 4 ? datagram[0] : -1;
     if (type === MessageType.HandshakeInitiation || type === MessageType.HandshakeResponse) {
-      this.io.toControl({ t: "datagram", datagram, source });
+      const minBytes = type === MessageType.HandshakeInitiation ? INITIATION_MIN_BYTES : RESPONSE_MIN_BYTES;
+      if (datagram.length < minBytes) return this.drop("short", source);
+      this.io.toControl({ t: "datagram", datagram, source, group });
       return;
     }
     // Whatever is neither a handshake nor for a carried session is counted
@@ -227,7 +234,7 @@ export class FastPath {
     if (type !== MessageType.Transport) return this.drop(type === -1 ? "short" : "bad_type", source);
     if (datagram.length < TRANSPORT_HEADER_BYTES + TAG_BYTES) return this.drop("short", source);
     const carried = this.sessions.get(datagram.readUInt32BE(4));
-    if (!carried) return this.drop("unknown_session", source);
+    if (!carried || (group !== undefined && carried.peer.info.group !== group)) return this.drop("unknown_session", source);
     const now = this.now();
     let plaintext: Buffer;
     try {
@@ -256,8 +263,11 @@ export class FastPath {
    */
   private reportReceipt(peer: CarriedPeer, carried: CarriedSession, source: Source, now: number): void {
     const first = !carried.receiptReported;
-    const moves = movesPath(peer.info.path, source, peer.lastDirectReceivedMs, now);
-    const notCurrent = peer.current !== carried && now - peer.lastAuthReportMs >= AUTH_REPORT_INTERVAL_MS;
+    const due = now - peer.lastAuthReportMs >= AUTH_REPORT_INTERVAL_MS;
+    // A move waits while a report is not due, so a peer's datagrams from
+    // alternating ports cost one report per interval, not one per datagram.
+    const moves = (first || due) && movesPath(peer.info.path, source, peer.lastDirectReceivedMs, now);
+    const notCurrent = peer.current !== carried && due;
     if (moves) peer.info.path = source;
     if (!first && !moves && !notCurrent) return;
     carried.receiptReported = true;
@@ -289,7 +299,7 @@ export class FastPath {
         this.counters.add(`drop.signal_${err instanceof ProtocolError ? err.reason : "bad_field"}`);
         return;
       }
-      this.receiveDatagram(inner, { kind: "relay", routeId, relayKey: peer.info.keyHex });
+      this.receiveDatagram(inner, { kind: "relay", routeId, relayKey: peer.info.keyHex }, peer.info.group);
       return;
     }
     this.io.toControl({ t: "plaintext", index: carried.session.localIndex, plaintext, source });

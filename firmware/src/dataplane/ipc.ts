@@ -55,8 +55,8 @@ export interface PeerUsage {
 export type FromWorker =
   | { t: "ready"; port: number; pid: number }
   | { t: "fatal"; message: string }
-  /** A datagram the worker does not carry: handshakes, unknown indexes, garbage. */
-  | { t: "datagram"; datagram: Buffer; source: Source }
+  /** A handshake; group is set when it came relayed on that group's TRS session. */
+  | { t: "datagram"; datagram: Buffer; source: Source; group?: number }
   /** A packet from the local stack with no sendable session. */
   | { t: "packet"; packet: Buffer }
   /** An authenticated datagram the control plane has to account for: a session's first, or one from a new path. */

@@ -22,6 +22,8 @@ import { FromWorker, ToWorker } from "./ipc.js";
  */
 const HEARTBEAT_MS = 250;
 const MAX_UNANSWERED_PINGS = 6;
+/** Heartbeats a starting worker may take to bind its socket and answer (10 s: Node's start-up on a loaded Pi). */
+const MAX_START_BEATS = 40;
 /** A worker that ran this long was healthy: its exit starts a new backoff series. */
 const STABLE_UPTIME_MS = 10_000;
 /** The first restart of a series is immediate; the next ones wait this long, doubling up to the maximum. */
@@ -72,6 +74,7 @@ export class DataplaneSupervisor implements UdpSocket {
   private lastPongMs = 0;
   private pingSeq = 0;
   private unanswered = 0;
+  private startBeats = 0;
   private heartbeat: NodeJS.Timeout | null = null;
   private restartTimer: NodeJS.Timeout | null = null;
   private crashStreak = 0;
@@ -137,6 +140,8 @@ export class DataplaneSupervisor implements UdpSocket {
 
   close(): void {
     this.closing = true;
+    this.firstStart?.reject(new Error("dataplane closed before its worker was ready"));
+    this.firstStart = null;
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.restartTimer) clearTimeout(this.restartTimer);
     const child = this.child;
@@ -168,6 +173,7 @@ export class DataplaneSupervisor implements UdpSocket {
     });
     this.child = child;
     this.ready = false;
+    this.startBeats = 0;
     this.startedMs = Date.now();
     child.on("message", (m: FromWorker) => {
       if (this.child === child) this.fromWorker(m);
@@ -190,6 +196,8 @@ export class DataplaneSupervisor implements UdpSocket {
         }
         return;
       case "datagram":
+        // A relayed handshake belongs to the member whose TRS session carried it.
+        if (m.group !== undefined) return this.state.carriersByGroup.get(m.group)?.engine.receive(m.datagram, m.source);
         return this.options.onDatagram(m.datagram, m.source);
       case "packet":
         return this.options.onPacket(m.packet);
@@ -225,11 +233,25 @@ export class DataplaneSupervisor implements UdpSocket {
     const now = Date.now();
     this.lastRecovery = { reason: this.downReason, gapMs: now - this.downSinceMs, atMs: now };
     this.options.log.warn({ pid, reason: this.downReason, gapMs: this.lastRecovery.gapMs }, "dataplane worker replaced; sessions handed over");
+    this.downReason = "";
+    this.downSinceMs = 0;
   }
 
   private beat(): void {
     const child = this.child;
-    if (!child || !this.ready) return;
+    if (!child) return;
+    if (!this.ready) {
+      // A worker stuck in start-up answers no heartbeat either.
+      if (++this.startBeats < MAX_START_BEATS) return;
+      this.options.log.error({ pid: child.pid, waitedMs: this.startBeats * HEARTBEAT_MS }, "dataplane worker did not get ready; killing it");
+      this.counters.add("dataplane.hangs");
+      this.downReason ||= "did not get ready";
+      this.downSinceMs ||= Date.now();
+      this.killedAsHung = true;
+      this.startBeats = 0;
+      child.kill("SIGKILL");
+      return;
+    }
     if (this.unanswered >= MAX_UNANSWERED_PINGS) {
       const silentMs = Date.now() - this.lastPongMs;
       this.options.log.error({ pid: child.pid, silentMs, unanswered: this.unanswered }, "dataplane worker missed its heartbeats; killing it");
@@ -253,7 +275,9 @@ export class DataplaneSupervisor implements UdpSocket {
     this.ready = false;
     if (this.closing) return;
     const now = Date.now();
-    if (!wasHung) {
+    // An outage lasts from the first worker's end to the next ready one,
+    // across replacements that fail on the way.
+    if (!wasHung && !this.downSinceMs) {
       this.downReason = signal ? `killed by ${signal}` : `exited with code ${code}`;
       this.downSinceMs = now;
     }

@@ -23,7 +23,9 @@ export async function runDataplaneWorker(tunName: string | undefined): Promise<v
   let busyUntilMs = 0;
 
   const toControl = (message: FromWorker): void => {
-    const droppable = message.t === "datagram" || message.t === "packet";
+    // Traffic any sender can cause is dropped while the channel is backed up;
+    // reports the control plane must see (receipts, grants, heartbeats) are not.
+    const droppable = message.t === "datagram" || message.t === "packet" || message.t === "plaintext";
     if (droppable && Date.now() < busyUntilMs) {
       fast.counters.add("dataplane.drop.control_busy");
       return;

@@ -43,7 +43,12 @@ export async function bindUdp(
       socket = await tryBind("udp4", "0.0.0.0");
     }
   }
-  socket.on("message", (msg, rinfo) => onDatagram(msg, { address: normalizeAddress(rinfo.address), port: rinfo.port }));
+  socket.on("message", (msg, rinfo) => {
+    // Linux delivers datagrams from source port 0, to which nothing can be
+    // sent back: a path there would only make later sends fail.
+    if (rinfo.port === 0) return onSendError(Object.assign(new Error("datagram from source port 0 dropped"), { code: "SOURCE_PORT_0" }), { address: rinfo.address, port: 0 });
+    onDatagram(msg, { address: normalizeAddress(rinfo.address), port: rinfo.port });
+  });
   // Errors after bind (ICMP unreachable reported as ECONNREFUSED on Linux) must not stop the socket.
   socket.on("error", (err) => onSendError(err, { address: "", port: 0 }));
 
@@ -53,9 +58,15 @@ export async function bindUdp(
     dualStack,
     send(datagram, to) {
       const target = dualStack && net.isIPv4(to.address) ? `::ffff:${to.address}` : to.address;
-      socket.send(datagram, to.port, target, (err) => {
-        if (err) onSendError(err, to);
-      });
+      // dgram throws at once for arguments it rejects (port 0, say), and
+      // reports later failures to the callback; either is a send error.
+      try {
+        socket.send(datagram, to.port, target, (err) => {
+          if (err) onSendError(err, to);
+        });
+      } catch (err) {
+        onSendError(err as Error, to);
+      }
     },
     close() {
       socket.close();

@@ -62,18 +62,42 @@ export interface AdapterFlagValues {
 export function readAdapterConfigFile(file: string): AdapterConfigFile {
   let text: string;
   try {
-    text = fs.readFileSync(file, "utf8");
+    text = readBounded(file);
   } catch (err) {
+    if (err instanceof AdapterConfigError) throw err;
     throw new AdapterConfigError(`${file}: cannot read the configuration file: ${(err as Error).message}; pass the path of an existing file to --config`, file, null);
   }
   return parseAdapterConfigText(text, file);
+}
+
+/** A real configuration is under 1 KiB; the limit keeps a wrong path (/dev/zero, a log file) from stalling the start. */
+const MAX_CONFIG_BYTES = 64 * 1024;
+
+function readBounded(file: string): string {
+  const fd = fs.openSync(file, "r");
+  try {
+    const buffer = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    let length = 0;
+    for (;;) {
+      const n = fs.readSync(fd, buffer, length, buffer.length - length, null);
+      if (n === 0) break;
+      length += n;
+      if (length > MAX_CONFIG_BYTES) {
+        throw new AdapterConfigError(`${file}: the configuration file is larger than ${MAX_CONFIG_BYTES} bytes; pass the adapter's JSON configuration to --config`, file, null);
+      }
+    }
+    return buffer.toString("utf8", 0, length);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Parses and validates the text of a configuration file. Throws AdapterConfigError. */
 export function parseAdapterConfigText(text: string, file: string): AdapterConfigFile {
   let document: unknown;
   try {
-    document = JSON.parse(text);
+    // An editor's byte order mark is not JSON, and Node's own require() skips it too.
+    document = JSON.parse(text.replace(/^\uFEFF/, ""));
   } catch (err) {
     throw new AdapterConfigError(
       `${file}: invalid JSON${lineOfError(text, err as Error)}: ${(err as Error).message}; check the quotes and commas (JSON allows no comments and no comma after the last entry)`,
@@ -159,7 +183,7 @@ function fileIssueError(file: string, issue: z.core.$ZodIssue, document: unknown
     const key = issue.keys[0]!;
     const suggestion = closestKey(key);
     const hint = suggestion ? `did you mean "${suggestion}"? ` : "";
-    return new AdapterConfigError(`${file}: unknown key "${key}"; ${hint}remove it, the valid keys are ${ADAPTER_CONFIG_KEYS.join(", ")}`, file, key);
+    return new AdapterConfigError(`${file}: unknown key ${JSON.stringify(key)}; ${hint}remove it, the valid keys are ${ADAPTER_CONFIG_KEYS.join(", ")}`, file, key);
   }
   const key = issue.path[0];
   if (key === undefined) {
@@ -191,7 +215,16 @@ function valueAt(document: unknown, keys: readonly PropertyKey[]): unknown {
 
 function describeValue(value: unknown): string {
   if (value === undefined) return "nothing";
-  if (Array.isArray(value)) return `an array ${truncate(JSON.stringify(value))}`;
+  // JSON.parse reads 1e999 as Infinity, which JSON.stringify would show as null.
+  if (typeof value === "number" && !Number.isFinite(value)) return String(value);
+  if (Array.isArray(value)) {
+    try {
+      return `an array ${truncate(JSON.stringify(value))}`;
+    } catch {
+      // Nesting deep enough to overflow the stack.
+      return `an array of ${value.length} entries`;
+    }
+  }
   if (value !== null && typeof value === "object") return "an object";
   return truncate(JSON.stringify(value));
 }

@@ -19,7 +19,10 @@ export const MAX_LEASE_SECONDS = 7 * 86_400;
 const INTERFACE_NAME_PATTERN = /^[A-Za-z0-9_.-]{1,15}$/;
 
 const interfaceName = z.string().regex(INTERFACE_NAME_PATTERN).refine((name) => name !== "." && name !== "..");
-const filePath = z.string().min(1);
+// A NUL byte would end the path early in every system call.
+const filePath = z.string().min(1).refine((p) => !p.includes("\0"));
+/** sun_path holds 108 bytes with the terminating NUL; libuv cuts a longer path short, so the socket would land elsewhere. */
+const socketPath = filePath.refine((p) => Buffer.byteLength(p) <= 107);
 const endpoint = z.string().refine((text) => {
   try {
     parseEndpoint(text);
@@ -36,7 +39,7 @@ export const ADAPTER_CONFIG_FIELDS = {
   lanInterface: { flag: "--lan", expected: "an interface name of 1 to 15 letters, digits, '_', '.' or '-', such as eth1" },
   port: { flag: "--port", expected: "a UDP port, a whole number from 0 to 65535 (0 picks any free port)" },
   tunName: { flag: "--tun", expected: "an interface name of 1 to 15 letters, digits, '_', '.' or '-', such as cyph0" },
-  controlSocket: { flag: "--control", expected: "the control socket, a non-empty path such as /run/cyphonic/node.sock" },
+  controlSocket: { flag: "--control", expected: "the control socket, a path of 1 to 107 bytes such as /run/cyphonic/node.sock" },
   dnsListen: { flag: "--dns-listen", expected: 'a non-empty array of "ADDRESS:PORT" strings such as ["127.0.0.1:53"]', item: "ADDRESS:PORT or [IPv6]:PORT with a port from 1 to 65535" },
   dnsUpstream: { flag: "--dns-upstream", expected: "ADDRESS:PORT or [IPv6]:PORT with a port from 1 to 65535, or null for none" },
   leaseSeconds: { flag: "--lease-seconds", expected: `a whole number of seconds from ${MIN_LEASE_SECONDS} to ${MAX_LEASE_SECONDS}` },
@@ -55,7 +58,7 @@ export const adapterConfigFileSchema = z.strictObject({
   lanInterface: interfaceName.optional(),
   port: z.int().min(0).max(65_535).optional(),
   tunName: interfaceName.optional(),
-  controlSocket: filePath.optional(),
+  controlSocket: socketPath.optional(),
   dnsListen: z.array(endpoint).min(1).optional(),
   dnsUpstream: endpoint.nullable().optional(),
   leaseSeconds: z.int().min(MIN_LEASE_SECONDS).max(MAX_LEASE_SECONDS).optional(),

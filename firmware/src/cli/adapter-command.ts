@@ -17,6 +17,7 @@ import {
 import { StatusLeds } from "../appliance/leds/index.js";
 import { AdapterStatusIndicator } from "../appliance/status/indicator.js";
 import { SystemdNotifier } from "../appliance/systemd-notify.js";
+import { CRASH_HOOK_VARIABLE, installRedemptionCrashHook } from "../node/provision.js";
 import { logger, setDefaultLogLevel } from "../util/log.js";
 import { ExitStatus, UsageError, waitForSignal } from "./common.js";
 import { StartedAdapter, reportStartFailure, startAdapter } from "./adapter-start.js";
@@ -37,13 +38,21 @@ cyphonic adapter --state DIR --lan IFACE [options]
   --led-root DIR           LED class directory with the ACT and PWR LEDs (default ${ADAPTER_CONFIG_DEFAULTS.ledRoot});
                            without them the adapter runs with no status LEDs
   --log-level LEVEL        ${LOG_LEVELS.join(", ")} (default ${ADAPTER_CONFIG_DEFAULTS.logLevel});
-                           the environment variable CYPHONIC_LOG_LEVEL overrides it`;
+                           the environment variable CYPHONIC_LOG_LEVEL overrides it
+  --allow-crash-hook       for tests only: honour ${CRASH_HOOK_VARIABLE}=STEP, which kills
+                           the process with SIGKILL right after that token redemption step`;
 
 /** Runs the adapter until SIGINT or SIGTERM, showing its state on the status LEDs, and restores the LEDs on exit. */
 export async function runAdapter(argv: string[]): Promise<void> {
-  const settings = loadAdapterSettings(argv);
+  const { settings, allowCrashHook } = parseAdapterArguments(argv);
   setDefaultLogLevel(settings.logLevel);
   const log = logger("adapter");
+  try {
+    installRedemptionCrashHook(process.env[CRASH_HOOK_VARIABLE], allowCrashHook, log);
+  } catch (err) {
+    if (err instanceof RangeError) throw new UsageError(err.message, ADAPTER_USAGE);
+    throw err;
+  }
 
   const leds = StatusLeds.open({ ledClassDir: settings.ledRoot });
   // restore() is synchronous, so it also runs on process.exit() from main.
@@ -90,6 +99,11 @@ async function runUntilStopped(
 
 /** Reads --config and the flags. A flag error is a UsageError, so the usage is printed with it. */
 export function loadAdapterSettings(argv: string[]): AdapterSettings {
+  return parseAdapterArguments(argv).settings;
+}
+
+/** Reads the settings as loadAdapterSettings does, and the test-only --allow-crash-hook flag, which is not an adapter setting. */
+function parseAdapterArguments(argv: string[]): { settings: AdapterSettings; allowCrashHook: boolean } {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -105,13 +119,15 @@ export function loadAdapterSettings(argv: string[]): AdapterSettings {
       "lease-seconds": { type: "string" },
       "led-root": { type: "string" },
       "log-level": { type: "string" },
+      "allow-crash-hook": { type: "boolean" },
     },
     strict: true,
   });
   const file = values.config ?? null;
   try {
     const fromFile = file === null ? null : readAdapterConfigFile(file);
-    return mergeAdapterConfig(fromFile, file, parseAdapterFlags(values));
+    const settings = mergeAdapterConfig(fromFile, file, parseAdapterFlags(values));
+    return { settings, allowCrashHook: values["allow-crash-hook"] ?? false };
   } catch (err) {
     if (err instanceof AdapterConfigError && err.file === null) throw new UsageError(err.message, ADAPTER_USAGE);
     throw err;

@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { controlRequest } from "../util/control-socket.js";
 import { SystemdNotifier } from "../appliance/systemd-notify.js";
 import { NodeConfig, NodeDaemon } from "../node/daemon.js";
+import { CRASH_HOOK_VARIABLE, installRedemptionCrashHook } from "../node/provision.js";
 import { NodeStatus, formatStatus } from "../node/status.js";
 import { logger } from "../util/log.js";
 import { UsageError, endpointOption, portOption, waitForSignal } from "./common.js";
@@ -16,7 +17,9 @@ export const NODE_USAGE = `cyphonic node --state DIR [options]
   --tun NAME               TUN interface name (default cyph0)
   --control PATH           control socket (default ${DEFAULT_CONTROL_SOCKET})
   --dns-listen ADDR:PORT   resolver address, repeatable (default: the virtual IP, port 53)
-  --dns-upstream ADDR:PORT resolver for non-overlay names (default: none, answered REFUSED)`;
+  --dns-upstream ADDR:PORT resolver for non-overlay names (default: none, answered REFUSED)
+  --allow-crash-hook       for tests only: honour ${CRASH_HOOK_VARIABLE}=STEP, which kills
+                           the process with SIGKILL right after that token redemption step`;
 
 export const STATUS_USAGE = `cyphonic status [--control PATH] [--json]`;
 
@@ -34,10 +37,17 @@ export async function runNode(argv: string[]): Promise<void> {
       control: { type: "string" },
       "dns-listen": { type: "string", multiple: true },
       "dns-upstream": { type: "string" },
+      "allow-crash-hook": { type: "boolean" },
     },
     strict: true,
   });
   if (!values.state) throw new UsageError("--state DIR is required", NODE_USAGE);
+  try {
+    installRedemptionCrashHook(process.env[CRASH_HOOK_VARIABLE], values["allow-crash-hook"] ?? false, logger("node"));
+  } catch (err) {
+    if (err instanceof RangeError) throw new UsageError(err.message, NODE_USAGE);
+    throw err;
+  }
   if (values.lan || values["lease-seconds"]) throw new UsageError("--lan and --lease-seconds belong to `cyphonic adapter`", NODE_USAGE);
   const config: NodeConfig = {
     stateDir: values.state,

@@ -19,7 +19,7 @@ import { Logger, logger } from "../util/log.js";
 import { DnsQueryContext, DnsServer, OverlayLookupResult } from "./dns/index.js";
 import { NodeIdentity, loadIdentity, loadOrCreateKey } from "./identity.js";
 import { Member } from "./member.js";
-import { completeProvisioning, redeemToken } from "./provision.js";
+import { completeProvisioning, redeemToken, redemptionStepDone, retireLeftoverTokenFile } from "./provision.js";
 import { RequestTracker } from "./requests.js";
 import { NodeStatus, buildStatus } from "./status.js";
 import { readTokenFile } from "./token-file.js";
@@ -88,7 +88,9 @@ export class NodeDaemon {
     await dataplane.start();
     this.mux.adopt(dataplane);
     this.mux.clock.start();
-    this.identity = loadIdentity(this.config.stateDir) ?? (await this.provision());
+    const saved = loadIdentity(this.config.stateDir);
+    if (saved && this.config.tokenFile) retireLeftoverTokenFile(this.config.tokenFile, saved, this.log);
+    this.identity = saved ?? (await this.provision());
     const id = this.identity;
     this.log.info({ node: id.nodeId, fqdn: id.fqdn, virtualIP: id.virtualIP, port: this.mux.port }, "node starting");
     await configureTunInterface(tun.name, TUNNEL_MTU_BYTES, `${id.virtualIP}/${id.prefixLength}`);
@@ -188,7 +190,10 @@ export class NodeDaemon {
       this.mux,
     );
     try {
+      // The constructor wrote the key, so a crash from here on retries with the same key.
+      redemptionStepDone("key-saved");
       const welcome = await redeemToken(channel, this.requests, token, this.log);
+      redemptionStepDone("as-answered");
       return completeProvisioning(this.config.stateDir, this.config.tokenFile, token, welcome, this.log);
     } finally {
       channel.close();

@@ -30,3 +30,13 @@ bench: build
 
 clean:
 	rm -rf dist
+
+# The SD-card image (docs/image.md): pi-gen with image/config and the stage in
+# image/stage-cyphonic. Needs the Raspberry Pi package archive.
+.PHONY: image image-test
+image: build
+	@scripts/image/pi-gen.sh
+
+# Builds the stage into a Debian arm64 disk image and boots it in QEMU in a lab.
+image-test: build
+	@scripts/image/image-test.sh

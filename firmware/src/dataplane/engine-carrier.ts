@@ -169,8 +169,8 @@ export class EngineCarrier implements SessionCarrier<unknown> {
   }
 
   seal(peer: AnyPeer, session: TransportSession, plaintext: Buffer): void {
-    // The control plane sets paths in place at times (a relay fallback, a
-    // move); the worker learns of it before the first packet that needs it.
+    // Some code sets a peer's path in place (a relay fallback, a move), so
+    // the worker gets the new path before the first packet that needs it.
     if (this.state.peers.get(peer)?.pushed !== pushedKey(peer)) this.updatePeer(peer);
     this.state.post({ t: "seal", index: session.localIndex, plaintext });
   }
@@ -194,8 +194,11 @@ function clonePath(path: PeerPath): PeerPath {
   return path.kind === "direct" ? { kind: "direct", endpoint: { ...path.endpoint } } : { ...path };
 }
 
+/** A string that changes whenever the peer's path or current session does. */
 function pushedKey(peer: AnyPeer): string {
+  const session = peer.current?.localIndex ?? 0;
   const path = peer.path;
-  const where = !path ? "-" : path.kind === "direct" ? `d${path.endpoint.address}|${path.endpoint.port}` : `r${path.routeId}|${path.relayKey}`;
-  return `${where}#${peer.current?.localIndex ?? 0}`;
+  if (!path) return `-#${session}`;
+  if (path.kind === "direct") return `d${path.endpoint.address}|${path.endpoint.port}#${session}`;
+  return `r${path.routeId}|${path.relayKey}#${session}`;
 }

@@ -152,7 +152,7 @@ export class FastPath {
     if (byRemote.size === 0) this.routes.delete(tunnel.local);
   }
 
-  /** A packet from the local stack: the source address picks the local member, the destination the tunnel. */
+  /** Sends a packet from the local stack: the source address picks the local member, the destination the tunnel. */
   receivePacket(packet: Buffer): void {
     if (packet.length < 20 || packet[0]! >> 4 !== 4) {
       this.counters.add("tun.drop.not_ipv4");
@@ -216,10 +216,10 @@ export class FastPath {
   }
 
   /**
-   * A datagram from the UDP socket, or unwrapped from a relay message on the
-   * TRS session of group: then only that group's (that member's) sessions may
-   * take it, as in the control plane, where the member that owns the TRS
-   * session handles what it relays.
+   * Handles a datagram from the UDP socket, or one unwrapped from a relay
+   * message on the TRS session of group. A relayed datagram may reach only
+   * that group's sessions, because in the control plane the member that owns
+   * the TRS session handles what it relays.
    */
   receiveDatagram(datagram: Buffer, source: Source, group?: number): void {
     const type = datagram.length >= 4 ? datagram[0] : -1;
@@ -254,12 +254,12 @@ export class FastPath {
   }
 
   /**
-   * Tells the control plane what it must act on: a session's first message
-   * (which confirms a responder session), a message on a session that is not
-   * the peer's current one, and a move to another path (roaming, or the
-   * relay after a lost direct path). The peer moves here at once, by the
+   * Reports to the control plane what it must act on. That is a session's
+   * first message, which confirms a responder session; a message on a session
+   * other than the peer's current one; and a move to another path (roaming,
+   * or the relay after a lost direct path). The peer moves at once, by the
    * control plane's rule, because the reply to this very packet may leave
-   * before the control plane has seen the report; its answer confirms it.
+   * before the report arrives. The control plane's update then confirms it.
    */
   private reportReceipt(peer: CarriedPeer, carried: CarriedSession, source: Source, now: number): void {
     const first = !carried.receiptReported;

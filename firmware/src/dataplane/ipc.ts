@@ -9,9 +9,9 @@ import { PeerPath, Source } from "../transport/path.js";
 
 /**
  * Counters handed to the worker at a time. The worker may send with a counter
- * only below the limit the control plane granted, and the control plane
- * records a grant before sending it, so a new worker that starts at the
- * recorded limit never reuses a nonce, however the old one ended.
+ * only below the limit the control plane granted. The control plane records
+ * a grant before it sends it. So a new worker that starts at the recorded
+ * limit never reuses a nonce, however the old one ended.
  */
 export const COUNTER_BLOCK = 1n << 18n;
 

@@ -35,7 +35,7 @@ export interface DataplaneOptions {
   port: number;
   /** The TUN interface the daemon created; the worker reads and writes its descriptor. */
   tun: { name: string; fd: number } | null;
-  /** Which packets a peer carries: the worker delivers tunnel packets and unwraps relay messages itself. */
+  /** The packets a peer carries: the worker delivers tunnel packets and unwraps relay messages itself. */
   roleOf(engine: AnyEngine, peer: AnyPeer): PeerRole;
   /** Datagrams the worker does not carry (handshakes). */
   onDatagram(datagram: Buffer, source: Source): void;
@@ -108,7 +108,7 @@ export class DataplaneSupervisor implements UdpSocket {
     return this.boundPort;
   }
 
-  /** The carrier for one endpoint's sessions. */
+  /** Returns the carrier for one endpoint's sessions. */
   carrierFor(engine: AnyEngine): EngineCarrier {
     return new EngineCarrier(engine, this.state);
   }

@@ -91,9 +91,22 @@ describe("dataplane watchdog", { timeout: 300_000 }, () => {
     // -D prints a timestamp per reply, -i 0.02 sends 50 per second.
     ping = lab.spawn("gn", ["ping", "-D", "-n", "-i", PING_INTERVAL_S, cn1.virtualIP]);
     await ping.waitForLine(/bytes from/, 20_000);
-    await sleep(1_000);
-    const adapterBefore = handshakes((await overlay.status("ad1")).counters);
-    const cn1Before = handshakes((await overlay.status("cn1")).counters);
+    // Hole punching probes from both ends and retransmits for up to 4 s, so
+    // the count is taken once neither end has started a handshake for 5 s.
+    const counts = async () => [handshakes((await overlay.status("ad1")).counters), handshakes((await overlay.status("cn1")).counters)] as const;
+    let settled = await counts();
+    let stableSince = Date.now();
+    const deadline = stableSince + 30_000;
+    while (Date.now() - stableSince < 5_000) {
+      await sleep(500);
+      const now = await counts();
+      if (now[0] !== settled[0] || now[1] !== settled[1]) {
+        settled = now;
+        stableSince = Date.now();
+      }
+      assert.ok(Date.now() < deadline, "handshakes kept starting for 30 s");
+    }
+    const [adapterBefore, cn1Before] = settled;
     const first = await dataplane();
     assert.ok(first.pid, "the worker runs");
 

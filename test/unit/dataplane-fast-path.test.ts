@@ -9,6 +9,7 @@ import { COUNTER_BLOCK, FromWorker } from "../../firmware/src/dataplane/ipc.js";
 import { Endpoint } from "../../firmware/src/protocol/endpoint.js";
 import { SessionState, TransportSession } from "../../firmware/src/protocol/session.js";
 import { PeerPath } from "../../firmware/src/transport/path.js";
+import { ipv4Packet } from "./fixtures/dataplane.js";
 
 const LOCAL = 0x64400001; // 100.64.0.1
 const REMOTE = 0x64400002; // 100.64.0.2
@@ -17,17 +18,7 @@ const NEW_ENDPOINT = { address: "198.18.0.30", port: 40000 };
 const LOCAL_INDEX = 0x1111;
 const REMOTE_INDEX = 0x2222;
 
-function ipv4Packet(source: number, destination: number, payloadBytes = 8): Buffer {
-  const packet = Buffer.alloc(20 + payloadBytes);
-  packet[0] = 0x45;
-  packet.writeUInt16BE(packet.length, 2);
-  packet[9] = 17;
-  packet.writeUInt32BE(source >>> 0, 12);
-  packet.writeUInt32BE(destination >>> 0, 16);
-  return packet;
-}
-
-/** A fast path carrying one tunnel session, and the peer's end of that session. */
+/** Creates a fast path carrying one tunnel session, and the peer's end of that session. */
 function carrying(limit = COUNTER_BLOCK, path: PeerPath = { kind: "direct", endpoint: OLD_ENDPOINT }) {
   const sent: { datagram: Buffer; to: Endpoint }[] = [];
   const tun: Buffer[] = [];
@@ -63,7 +54,7 @@ test("a packet from the local stack goes out encrypted, on the peer's path", () 
   assert.deepEqual(peerEnd.decrypt(frame, Date.now()), packet);
 });
 
-test("no counter at or above the grant is used; the worker asks for more halfway", () => {
+test("send counters stay below the grant", () => {
   const { fast, sent, control } = carrying(4n);
   for (let i = 0; i < 6; i++) fast.receivePacket(ipv4Packet(LOCAL, REMOTE));
   assert.equal(sent.length, 4, "counters 0 to 3 only");
@@ -108,7 +99,7 @@ test("junk and unknown indexes are counted here and never reach the control plan
   assert.equal(control[0]!.t, "datagram");
 });
 
-test("the reply to a packet from a new endpoint goes to that endpoint, before the control plane answers", () => {
+test("reply follows a roaming peer at once", () => {
   const { fast, sent, control, peerEnd } = carrying();
   fast.receiveDatagram(peerEnd.encrypt(ipv4Packet(REMOTE, LOCAL), Date.now()), { kind: "direct", endpoint: NEW_ENDPOINT });
   assert.deepEqual(control.at(-1), { t: "authenticated", index: LOCAL_INDEX, source: { kind: "direct", endpoint: NEW_ENDPOINT } });
@@ -116,7 +107,7 @@ test("the reply to a packet from a new endpoint goes to that endpoint, before th
   assert.deepEqual(sent.at(-1)!.to, NEW_ENDPOINT);
 });
 
-test("a relayed packet does not pull the peer off a direct path that just worked", () => {
+test("relayed packet keeps a fresh direct path", () => {
   const { fast, sent, peerEnd } = carrying();
   fast.receiveDatagram(peerEnd.encrypt(Buffer.alloc(0), Date.now()), { kind: "direct", endpoint: OLD_ENDPOINT });
   fast.receiveDatagram(peerEnd.encrypt(ipv4Packet(REMOTE, LOCAL), Date.now()), { kind: "relay", routeId: 5, relayKey: "bb" });

@@ -3,90 +3,11 @@
 // counter, and a crash loop backs off.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import path from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { COUNTER_BLOCK } from "../../firmware/src/dataplane/ipc.js";
-import { DataplaneSupervisor } from "../../firmware/src/dataplane/supervisor.js";
-import { generateKeyPair } from "../../firmware/src/protocol/crypto.js";
-import { SignalType } from "../../firmware/src/protocol/signaling.js";
-import { EndpointMux } from "../../firmware/src/transport/endpoint-mux.js";
-import { Peer } from "../../firmware/src/transport/peer.js";
-import { SignalChannel } from "../../firmware/src/transport/signal-channel.js";
-import { logger } from "../../firmware/src/util/log.js";
-
-const log = logger("test");
-
-async function waitFor<T>(what: string, probe: () => T | undefined | null | false, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-async function setup() {
-  const keysA = generateKeyPair();
-  const keysB = generateKeyPair();
-  const mux = new EndpointMux(log);
-  const dataplane = new DataplaneSupervisor({
-    port: 0,
-    tun: null,
-    roleOf: () => ({ tunnel: null, relay: false }),
-    onDatagram: (datagram, source) => mux.receive(datagram, source),
-    onPacket: () => {},
-    log,
-    command: { modulePath: path.resolve("firmware/src/cli/main.ts"), args: [] },
-  });
-  mux.carrierFactory = (engine) => dataplane.carrierFor(engine);
-  await dataplane.start();
-  mux.adopt(dataplane);
-
-  const acks: number[] = [];
-  const a = new SignalChannel<string>(
-    keysA,
-    {
-      acceptInitiation: () => ({ reject: "unknown_peer" }),
-      onSignal: (_peer, signal) => {
-        if (signal.type === SignalType.KeepaliveAck) acks.push(signal.seq);
-      },
-    },
-    log,
-    mux,
-  );
-  // B is a plain engine with its own socket, as a cloud service is.
-  const b: SignalChannel<string> = new SignalChannel<string>(
-    keysB,
-    {
-      acceptInitiation: (key): { peer: Peer<string> } | { reject: "unknown_peer" } => {
-        if (!key.equals(keysA.publicKey)) return { reject: "unknown_peer" };
-        return { peer: b.engine.peer(key) ?? b.engine.addPeer(new Peer(key, null, "a", false)) };
-      },
-      onSignal: (peer, signal, source) => {
-        if (signal.type !== SignalType.Keepalive || source.kind !== "direct") return;
-        b.signal(peer, { type: SignalType.KeepaliveAck, seq: signal.seq, observed: source.endpoint });
-      },
-    },
-    log,
-  );
-  const bPort = await b.listen(0, "127.0.0.1");
-  const peerB = a.engine.addPeer(new Peer(keysB.publicKey, { kind: "direct", endpoint: { address: "127.0.0.1", port: bPort } }, "b", true));
-  const exchange = async (seq: number) => {
-    a.signal(peerB, { type: SignalType.Keepalive, seq });
-    await waitFor(`the answer to ${seq}`, () => acks.includes(seq));
-  };
-  const close = () => {
-    a.close();
-    b.close();
-    mux.close();
-    dataplane.close();
-  };
-  return { a, b, dataplane, exchange, close, keysA };
-}
+import { setupWorker, waitFor } from "./fixtures/dataplane.js";
 
 test("sessions outlive a killed and a stopped worker, with no new handshake", async () => {
-  const t = await setup();
+  const t = await setupWorker();
   try {
     await t.exchange(1);
     const firstPid = t.dataplane.status().pid!;
@@ -108,16 +29,17 @@ test("sessions outlive a killed and a stopped worker, with no new handshake", as
     await t.exchange(3);
     const recovery = t.dataplane.status().lastRecovery!;
     assert.equal(recovery.reason, "missed heartbeats");
-    assert.ok(recovery.gapMs >= 1_250 && recovery.gapMs < 10_000, `gap ${recovery.gapMs} ms`);
+    assert.ok(recovery.gapMs >= 1_250, `gap ${recovery.gapMs} ms`);
+    assert.ok(recovery.gapMs < 10_000, `gap ${recovery.gapMs} ms`);
     assert.notEqual(thirdPid, secondPid);
 
-    // One handshake in all: B answered one initiation, A sent one.
+    // One handshake in all: B sent one response, A sent one initiation.
     assert.equal(t.b.engine.counters.get("handshake.responses_sent"), 1);
     assert.equal(t.a.engine.counters.get("handshake.initiations_sent"), 1);
     assert.equal(t.dataplane.status().restarts, 2);
     // Each new worker started above every counter granted before, so B saw
     // counters past two blocks and never a replay.
-    const bSession = t.b.engine.peer(t.keysA.publicKey)!.current!;
+    const bSession = t.sessionOfB();
     assert.ok(bSession.usage().window.highest >= 2n * COUNTER_BLOCK, `highest counter ${bSession.usage().window.highest}`);
     assert.equal(t.b.engine.counters.get("drop.replay"), 0);
   } finally {
@@ -126,7 +48,7 @@ test("sessions outlive a killed and a stopped worker, with no new handshake", as
 });
 
 test("a crash loop backs off: immediate, then 0.5, 1 and 2 s", async () => {
-  const t = await setup();
+  const t = await setupWorker();
   try {
     const delays: number[] = [];
     let pid = t.dataplane.status().pid!;

@@ -20,16 +20,14 @@ import { TAG_BYTES, generateKeyPair } from "../../firmware/src/protocol/crypto.j
 import { Endpoint } from "../../firmware/src/protocol/endpoint.js";
 import { SessionState, TransportSession } from "../../firmware/src/protocol/session.js";
 import { SignalType, encodeSignal } from "../../firmware/src/protocol/signaling.js";
-import { EndpointMux } from "../../firmware/src/transport/endpoint-mux.js";
 import { Source } from "../../firmware/src/transport/path.js";
 import { Peer } from "../../firmware/src/transport/peer.js";
 import { SecureEndpoint } from "../../firmware/src/transport/secure-endpoint.js";
-import { SignalChannel } from "../../firmware/src/transport/signal-channel.js";
 import { bindUdp } from "../../firmware/src/transport/udp.js";
 import { logger } from "../../firmware/src/util/log.js";
+import { MAIN, ipv4Packet, setupWorker, waitFor } from "./fixtures/dataplane.js";
 
 const log = logger("test");
-const MAIN = path.resolve("firmware/src/cli/main.ts");
 
 const LOCAL_IP = 0x64400001; // 100.64.0.1
 const REMOTE_IP = 0x64400002; // 100.64.0.2
@@ -39,16 +37,6 @@ const TRS_KEY_HEX = "77".repeat(32);
 
 function direct(endpoint: Endpoint): Source {
   return { kind: "direct", endpoint };
-}
-
-function ipv4Packet(source: number, destination: number, payloadBytes = 8): Buffer {
-  const packet = Buffer.alloc(20 + payloadBytes);
-  packet[0] = 0x45;
-  packet.writeUInt16BE(packet.length, 2);
-  packet[9] = 17;
-  packet.writeUInt32BE(source >>> 0, 12);
-  packet.writeUInt32BE(destination >>> 0, 16);
-  return packet;
 }
 
 /** Creates both ends of one session: the state the worker carries, and the remote end that encrypts towards it. */
@@ -244,95 +232,6 @@ test("engine tick survives peer on port 0", async (t) => {
   nowMs += 11_000;
   assert.doesNotThrow(() => service.tick());
 });
-
-interface WorkerSetup {
-  a: SignalChannel<string>;
-  b: SignalChannel<string>;
-  dataplane: DataplaneSupervisor;
-  /** Sends a Keepalive signal from A to B and waits for B's KeepaliveAck. */
-  exchange(seq: number): Promise<void>;
-  /** B's session with A, whose encrypt() makes datagrams that A's worker accepts. */
-  sessionOfB(): TransportSession;
-  /** Non-signaling plaintexts that reached A's control plane. */
-  plaintextsAtControl(): number;
-  close(): void;
-}
-
-async function waitFor<T>(what: string, probe: () => T | undefined | null | false, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-/** Starts A, whose sessions a real worker on loopback carries, and B, a plain engine with its own socket. */
-async function setupWorker(modulePath = MAIN): Promise<WorkerSetup> {
-  const keysA = generateKeyPair();
-  const keysB = generateKeyPair();
-  const mux = new EndpointMux(log);
-  const dataplane = new DataplaneSupervisor({
-    port: 0,
-    tun: null,
-    roleOf: () => ({ tunnel: null, relay: false }),
-    onDatagram: (datagram, source) => mux.receive(datagram, source),
-    onPacket: () => {},
-    log,
-    command: { modulePath, args: [] },
-  });
-  mux.carrierFactory = (engine) => dataplane.carrierFor(engine);
-  await dataplane.start();
-  mux.adopt(dataplane);
-
-  const acks = new Set<number>();
-  const a = new SignalChannel<string>(
-    keysA,
-    {
-      acceptInitiation: () => ({ reject: "unknown_peer" }),
-      onSignal: (_peer, signal) => {
-        if (signal.type === SignalType.KeepaliveAck) acks.add(signal.seq);
-      },
-    },
-    log,
-    mux,
-  );
-  const b: SignalChannel<string> = new SignalChannel<string>(
-    keysB,
-    {
-      acceptInitiation: (key): { peer: Peer<string> } | { reject: "unknown_peer" } => {
-        if (!key.equals(keysA.publicKey)) return { reject: "unknown_peer" };
-        return { peer: b.engine.peer(key) ?? b.engine.addPeer(new Peer(key, null, "a", false)) };
-      },
-      onSignal: (peer, signal, source) => {
-        if (signal.type !== SignalType.Keepalive || source.kind !== "direct") return;
-        b.signal(peer, { type: SignalType.KeepaliveAck, seq: signal.seq, observed: source.endpoint });
-      },
-    },
-    log,
-  );
-  const bPort = await b.listen(0, "127.0.0.1");
-  const peerB = a.engine.addPeer(new Peer(keysB.publicKey, { kind: "direct", endpoint: { address: "127.0.0.1", port: bPort } }, "b", true));
-  return {
-    a,
-    b,
-    dataplane,
-    exchange: async (seq) => {
-      a.signal(peerB, { type: SignalType.Keepalive, seq });
-      await waitFor(`the answer to ${seq}`, () => acks.has(seq));
-    },
-    sessionOfB: () => b.engine.peer(keysA.publicKey)!.current!,
-    // A's channel has no packet handler, so each plaintext that is not signaling is counted here.
-    plaintextsAtControl: () => a.engine.counters.get("drop.unexpected_packet"),
-    close: () => {
-      a.close();
-      b.close();
-      mux.close();
-      dataplane.close();
-    },
-  };
-}
 
 /** Waits until count() has not changed for stableMs, or until timeoutMs, and returns its last value. */
 async function settled(count: () => number, stableMs = 1_000, timeoutMs = 15_000): Promise<number> {

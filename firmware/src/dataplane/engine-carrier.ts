@@ -10,7 +10,7 @@ import { SecureEndpoint } from "../transport/secure-endpoint.js";
 import { SessionCarrier } from "../transport/session-carrier.js";
 import { COUNTER_BLOCK, CarriedPeerInfo, PeerUsage, ToWorker } from "./ipc.js";
 
-/** What the worker needs to know about a peer beyond its path: which packets it carries. */
+/** The packets a peer carries, which the worker needs beside the peer's path. */
 export interface PeerRole {
   tunnel: { local: number; remote: number } | null;
   relay: boolean;
@@ -34,7 +34,7 @@ interface PeerRecord {
   /** Byte totals of earlier workers; a new worker counts from zero. */
   sentBase: number;
   receivedBase: number;
-  /** What the worker was last told, to notice paths the control plane changed in place. */
+  /** The peer state last sent to the worker, to notice paths the control plane changed in place. */
   pushed: string;
 }
 
@@ -194,7 +194,7 @@ function clonePath(path: PeerPath): PeerPath {
   return path.kind === "direct" ? { kind: "direct", endpoint: { ...path.endpoint } } : { ...path };
 }
 
-/** A string that changes whenever the peer's path or current session does. */
+/** Returns a string that changes whenever the peer's path or current session does. */
 function pushedKey(peer: AnyPeer): string {
   const session = peer.current?.localIndex ?? 0;
   const path = peer.path;

@@ -45,7 +45,7 @@ interface CarriedSession {
   /** Counters at and above this are not granted yet. */
   limit: bigint;
   reserving: boolean;
-  /** Whether the control plane knows that this session has received. */
+  /** Set once the control plane has a report that this session received a datagram. */
   receiptReported: boolean;
   changed: boolean;
 }
@@ -161,7 +161,7 @@ export class FastPath {
     const peer = this.routes.get(packet.readUInt32BE(12))?.get(packet.readUInt32BE(16));
     const carried = peer?.current;
     if (!peer || !carried || !carried.session.confirmed || !peer.info.path || carried.session.isExpired(this.now())) {
-      // No usable session: the control plane queues it, asks for a route or starts a handshake.
+      // No usable session: the control plane queues it, requests a route or starts a handshake.
       this.io.toControl({ t: "packet", packet });
       return;
     }
@@ -310,7 +310,7 @@ export class FastPath {
     this.io.dropped?.(reason, source);
   }
 
-  /** Answers a heartbeat with what changed since the last one, for the control plane's timers and status. */
+  /** Returns the heartbeat reply: what changed since the last one, for the control plane's timers and status. */
   pong(seq: number): Extract<FromWorker, { t: "pong" }> {
     const sessions: { index: number; usage: SessionUsage }[] = [];
     for (const [index, carried] of this.sessions) {

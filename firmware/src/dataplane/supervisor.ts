@@ -22,7 +22,7 @@ import { FromWorker, ToWorker } from "./ipc.js";
  */
 const HEARTBEAT_MS = 250;
 const MAX_UNANSWERED_PINGS = 6;
-/** Heartbeats a starting worker may take to bind its socket and answer (10 s: Node's start-up on a loaded Pi). */
+/** Heartbeats a starting worker may take to bind its socket and reply (10 s, an estimate of Node's start-up on a loaded Pi). */
 const MAX_START_BEATS = 40;
 /** A worker that ran this long was healthy: its exit starts a new backoff series. */
 const STABLE_UPTIME_MS = 10_000;
@@ -241,7 +241,7 @@ export class DataplaneSupervisor implements UdpSocket {
     const child = this.child;
     if (!child) return;
     if (!this.ready) {
-      // A worker stuck in start-up answers no heartbeat either.
+      // A worker stuck in start-up sends no heartbeat reply either.
       if (++this.startBeats < MAX_START_BEATS) return;
       this.options.log.error({ pid: child.pid, waitedMs: this.startBeats * HEARTBEAT_MS }, "dataplane worker did not get ready; killing it");
       this.counters.add("dataplane.hangs");

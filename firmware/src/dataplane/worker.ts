@@ -63,7 +63,7 @@ export async function runDataplaneWorker(tunName: string | undefined): Promise<v
       log.error({ err, message: raw.t }, "control message failed");
     }
   });
-  // The daemon died or closed the channel: nobody holds the keys any more.
+  // The daemon died or closed the channel, so no process has the keys any more.
   process.on("disconnect", () => process.exit(0));
   // A terminal's Ctrl-C or a stop signal to the process group is the
   // daemon's to handle: it closes the channel when it is done with the

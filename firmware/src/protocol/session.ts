@@ -33,7 +33,7 @@ export interface SessionState {
   window: ReplayWindowState;
 }
 
-/** What the process that carries a session reports back about it. */
+/** The usage report of the process that carries a session. */
 export interface SessionUsage {
   sendCounter: bigint;
   lastSentMs: number;
@@ -106,7 +106,7 @@ export class TransportSession {
     };
   }
 
-  /** Reports usage for the timers of the process that holds the keys but does not carry the data. */
+  /** Returns the usage report, for the timers of the process that has the keys but does not carry the data. */
   usage(): SessionUsage {
     return {
       sendCounter: this.sendCounter,

@@ -27,7 +27,7 @@ export function samePath(a: PeerPath, b: Source): boolean {
 export const DIRECT_PREFERENCE_MS = 10_000;
 
 /**
- * Whether an authenticated datagram from source moves the peer there. A
+ * Returns whether an authenticated datagram from source moves the peer there. A
  * direct path that worked moments ago is not given up for a relayed packet,
  * which may have left the other end before it saw the direct path work:
  * without this, both ends flip between the two.

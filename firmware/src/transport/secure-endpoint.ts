@@ -237,14 +237,14 @@ export class SecureEndpoint<Tag = unknown> {
     this.afterReceipt(entry.peer, entry.session, source, this.now());
   }
 
-  /** A plaintext the carrier decrypted and did not deliver itself (signaling). */
+  /** Delivers a plaintext the carrier decrypted and did not deliver itself (signaling). */
   carriedPlaintext(index: number, plaintext: Buffer, source: Source): void {
     const entry = this.indexes.get(index);
     if (!entry?.session) return;
     this.hooks.onMessage(entry.peer, plaintext, source);
   }
 
-  /** What an authenticated datagram means for the peer: liveness, confirmation, its path. */
+  /** Updates the peer after an authenticated datagram: liveness, confirmation, its path. */
   private afterReceipt(peer: Peer<Tag>, session: TransportSession, source: Source, now: number): void {
     peer.awaitingReplySinceMs = 0;
     // First message under a new responder session confirms the key: make it current.

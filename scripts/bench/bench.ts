@@ -90,7 +90,10 @@ async function runPhases(lab: BenchLab, workDir: string, config: BenchConfig, re
   if (config.phases.has("paths")) {
     await timed("paths", async () => {
       const measurer = new Measurer(lab, lab.info.adapterWanInterface, config.udpPayloadBytes);
-      record.systems = await runPaths(ready.list, measurer, config, log);
+      const unknown = [...config.systems].filter((id) => !ready.list.some((s) => s.id === id));
+      if (unknown.length) throw new Error(`invalid BENCH_SYSTEMS entry "${unknown[0]}": expected ${ready.list.map((s) => s.id).join(", ")}`);
+      const chosen = config.systems.size ? ready.list.filter((s) => config.systems.has(s.id)) : ready.list;
+      record.systems = await runPaths(chosen, measurer, config, log);
     });
   }
   if (config.phases.has("memory")) {

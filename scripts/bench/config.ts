@@ -57,6 +57,8 @@ export interface BenchConfig {
   };
   /** Phases to run, all by default. */
   phases: Set<Phase>;
+  /** Systems the paths phase measures, by id; all when empty. */
+  systems: Set<string>;
   /** Directory that receives benchmarks.md and benchmarks.png. */
   docsDir: string;
 }
@@ -64,7 +66,7 @@ export interface BenchConfig {
 export const PHASES = ["paths", "memory", "cloud"] as const;
 export type Phase = (typeof PHASES)[number];
 
-const FULL: Omit<BenchConfig, "quick" | "prefix" | "phases" | "docsDir"> = {
+const FULL: Omit<BenchConfig, "quick" | "prefix" | "phases" | "systems" | "docsDir"> = {
   rounds: 3,
   tcpSeconds: 10,
   udpSeconds: 4,
@@ -93,7 +95,8 @@ const QUICK: typeof FULL = {
 /**
  * Reads the configuration from the environment: BENCH_QUICK=1, BENCH_PREFIX,
  * BENCH_ROUNDS, BENCH_CLOUD_NODES, BENCH_PHASES (comma-separated: paths,
- * memory, cloud) and BENCH_DOCS_DIR.
+ * memory, cloud), BENCH_SYSTEMS (comma-separated system ids, for example
+ * wireguard-go,cyphonic-adapter) and BENCH_DOCS_DIR.
  */
 export function loadConfig(env: NodeJS.ProcessEnv, repoRoot: string): BenchConfig {
   const quick = env.BENCH_QUICK === "1" || env.BENCH_QUICK === "true";
@@ -110,7 +113,8 @@ export function loadConfig(env: NodeJS.ProcessEnv, repoRoot: string): BenchConfi
     if (!(PHASES as readonly string[]).includes(name)) throw new Error(`invalid BENCH_PHASES entry "${name}": expected ${PHASES.join(", ")}`);
     phases.add(name as Phase);
   }
-  return { ...base, quick, prefix, phases, docsDir: env.BENCH_DOCS_DIR ?? `${repoRoot}/docs` };
+  const systems = new Set((env.BENCH_SYSTEMS ?? "").split(",").map((s) => s.trim()).filter(Boolean));
+  return { ...base, quick, prefix, phases, systems, docsDir: env.BENCH_DOCS_DIR ?? `${repoRoot}/docs` };
 }
 
 function positiveInteger(text: string, name: string): number {

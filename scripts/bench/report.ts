@@ -137,7 +137,7 @@ function renderMarkdown(run: RunRecord, figures: SystemFigures[], targets: Targe
     "make bench BENCH_QUICK=1   # smoke test of the harness, a few minutes",
     "```",
     "",
-    "`make bench` installs the Debian packages it needs (wireguard-go, wireguard-tools, nebula, iperf3, gnuplot-nox), builds the program, and writes this page and its plot. Logs and the raw record (results.json) stay in a directory under /tmp, which the run prints. `node --import tsx scripts/bench/report.ts RESULTS.json` renders a record again. BENCH_PREFIX sets the namespace prefix, BENCH_ROUNDS the number of rounds, BENCH_CLOUD_NODES the fleet size and BENCH_PHASES a subset of paths, memory and cloud.",
+    "`make bench` installs the Debian packages it needs (wireguard-go, wireguard-tools, nebula, iperf3, gnuplot-nox), builds the program, and writes this page and its plot. Logs and the raw record (results.json) stay in a directory under /tmp, which the run prints. `node --import tsx scripts/bench/report.ts RESULTS.json` renders a record again. BENCH_PREFIX sets the namespace prefix, BENCH_ROUNDS the number of rounds, BENCH_CLOUD_NODES the fleet size, BENCH_PHASES a subset of paths, memory and cloud, and BENCH_SYSTEMS a subset of the systems by id (plain, wireguard-go, nebula-aes, nebula-chacha, cyphonic-node, cyphonic-adapter).",
     "",
   );
   const phases = Object.entries(run.phaseSeconds)

@@ -2,7 +2,7 @@
 # Entry point of `make bench`: installs the packages the benchmark needs and
 # runs it. Parameters come from the environment (see scripts/bench/config.ts):
 # BENCH_QUICK=1 for a smoke run of a few minutes, BENCH_PREFIX, BENCH_ROUNDS,
-# BENCH_CLOUD_NODES, BENCH_PHASES.
+# BENCH_CLOUD_NODES, BENCH_PHASES, BENCH_SYSTEMS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

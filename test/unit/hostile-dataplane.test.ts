@@ -474,7 +474,7 @@ test("first start failure rejects start", async (t) => {
   await new Promise<void>((resolve) => blocker.bind(0, "::", () => resolve()));
   const port = blocker.address().port;
   const blocked = supervisor(MAIN, port);
-  await assert.rejects(blocked.start(), new RegExp(`^Error: dataplane worker could not start: binding UDP port ${port} failed: bind EADDRINUSE`));
+  await assert.rejects(blocked.start(), new RegExp(`^Error: dataplane worker could not start: binding UDP port ${port} on \\[::\\] failed: bind\\(\\) returned EADDRINUSE: another socket holds the port$`));
   assert.equal(blocked.status().restarts, 0);
 });
 

@@ -1,14 +1,15 @@
 // The dataplane worker process (`cyphonic dataplane`, started by the daemon,
 // never by hand). It binds the daemon's UDP port, reads the TUN descriptor it
-// inherited, and runs the fast path; the daemon keeps the keys and restarts
-// this process when it dies or stops answering heartbeats.
-import { TunDevice } from "../node/tun.js";
+// inherited, and runs the fast path in its packet loop; the daemon keeps the
+// keys and restarts this process when it dies or stops answering heartbeats.
 import { describePath } from "../transport/path.js";
-import { bindUdp } from "../transport/udp.js";
 import { Counters } from "../util/counters.js";
+import { F_GETFL, F_SETFL, errno, errnoName, libc, nonblockFlag } from "../util/libc.js";
 import { logger, RateLimitedLog } from "../util/log.js";
 import { FastPath } from "./fast-path.js";
 import { FromWorker, ToWorker } from "./ipc.js";
+import { PacketLoop } from "./packet-loop.js";
+import { DataplaneUdpSocket } from "./udp-socket.js";
 
 /** The TUN descriptor's number in the worker: stdio slot 4, after stdin, stdout, stderr and the IPC channel. */
 export const WORKER_TUN_FD = 4;
@@ -17,7 +18,13 @@ const CONTROL_BUSY_MS = 50;
 
 export async function runDataplaneWorker(tunName: string | undefined): Promise<void> {
   if (!process.send) throw new Error("cyphonic dataplane is started by the node daemon over an IPC channel, not by hand");
-  const send: (message: FromWorker) => boolean = process.send.bind(process);
+  const processSend: (message: FromWorker) => boolean = process.send.bind(process);
+  // A message libuv could not write at once waits for the event loop, which
+  // the packet loop lets run when asked.
+  const send = (message: FromWorker): boolean => {
+    loop?.requestYield();
+    return processSend(message);
+  };
   const log = logger("dataplane", { pid: process.pid });
   const dropLog = new RateLimitedLog(log);
   let busyUntilMs = 0;
@@ -34,12 +41,15 @@ export async function runDataplaneWorker(tunName: string | undefined): Promise<v
   };
 
   const counters = new Counters();
-  const tun = tunName ? TunDevice.fromDescriptor(WORKER_TUN_FD, tunName, counters) : null;
-  let socket: Awaited<ReturnType<typeof bindUdp>> | null = null;
+  const tunFd = tunName ? openTunDescriptor(WORKER_TUN_FD, tunName) : null;
+  let loop: PacketLoop | null = null;
   const fast: FastPath = new FastPath({
-    sendUdp: (datagram, to) => socket?.send(datagram, to),
+    sendUdp: (datagram, to) => {
+      if (loop) loop.sendUdp(datagram, to);
+      else fast.counters.add("send.drop.not_bound");
+    },
     writeTun: (packet) => {
-      if (tun) tun.write(packet);
+      if (loop) loop.writeTun(packet);
       else fast.counters.add("tun.tx.drop.no_device");
     },
     toControl,
@@ -50,7 +60,7 @@ export async function runDataplaneWorker(tunName: string | undefined): Promise<v
     try {
       switch (raw.t) {
         case "init":
-          void start(raw.port);
+          start(raw.port);
           return;
         case "ping":
           send(fast.pong(raw.seq));
@@ -70,24 +80,34 @@ export async function runDataplaneWorker(tunName: string | undefined): Promise<v
   // worker, so the worker outlives the daemon's own cleanup.
   for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => log.debug({ signal }, "signal ignored; the daemon stops this worker"));
 
-  async function start(port: number): Promise<void> {
+  function start(port: number): void {
+    let socket: DataplaneUdpSocket;
     try {
-      socket = await bindUdp(
-        port,
-        (datagram, from) => fast.receiveDatagram(datagram, { kind: "direct", endpoint: from }),
-        (err) => {
-          fast.counters.add("send.errors");
-          dropLog.warn(`send:${(err as NodeJS.ErrnoException).code ?? "unknown"}`, { err }, "UDP socket error");
-        },
-      );
+      socket = DataplaneUdpSocket.open(port);
     } catch (err) {
-      send({ t: "fatal", message: `binding UDP port ${port} failed: ${(err as Error).message}` });
+      send({ t: "fatal", message: (err as Error).message });
       process.exit(1);
     }
-    tun?.onPacket((packet) => fast.receivePacket(packet));
+    const channelFd = (process.channel as { fd?: number } | undefined)?.fd ?? null;
+    loop = new PacketLoop({ tunFd, socket, channelFd, counters, log });
+    loop.start(fast);
     log.info({ port: socket.port, tun: tunName ?? null }, "dataplane worker ready");
     send({ t: "ready", port: socket.port, pid: process.pid });
   }
 
   await new Promise<never>(() => {});
+}
+
+/**
+ * Makes the inherited TUN descriptor non-blocking, so the packet loop reads
+ * until the device is empty. The flag belongs to the open file, which the
+ * daemon shares, and the daemon does not read from it.
+ */
+function openTunDescriptor(fd: number, name: string): number {
+  const calls = libc();
+  const flags = calls.fcntl(fd, F_GETFL, 0);
+  if (flags < 0 || calls.fcntl(fd, F_SETFL, flags | nonblockFlag()) < 0) {
+    throw new Error(`the TUN descriptor ${fd} for ${name} is not usable: fcntl() returned ${errnoName(errno())}`);
+  }
+  return fd;
 }

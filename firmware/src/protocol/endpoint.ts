@@ -85,7 +85,7 @@ export function ipv4ToNumber(address: string): number {
   return ipv4ToBytes(address).readUInt32BE(0);
 }
 
-function ipv6ToBytes(address: string): Buffer {
+export function ipv6ToBytes(address: string): Buffer {
   if (!net.isIPv6(address)) throw new RangeError(`invalid IPv6 address "${address}"`);
   // Rewrite a trailing dotted quad ("::ffff:1.2.3.4") as two hex groups, then expand "::".
   const text = address.replace(/(\d+)\.(\d+)\.(\d+)\.(\d+)$/, (_m, a, b, c, d) =>
@@ -101,7 +101,7 @@ function ipv6ToBytes(address: string): Buffer {
   return out;
 }
 
-function bytesToIPv6(b: Buffer): string {
+export function bytesToIPv6(b: Buffer): string {
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i).toString(16));
   return new net.SocketAddress({ address: groups.join(":"), family: "ipv6" }).address;

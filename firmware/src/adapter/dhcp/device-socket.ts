@@ -8,51 +8,10 @@
 // descriptor (socket.bind({ fd })).
 import dgram from "node:dgram";
 import net from "node:net";
-import os from "node:os";
-import koffi from "koffi";
 import { ipv4ToNumber } from "../../protocol/endpoint.js";
+import { AF_INET, Libc, SOCK_CLOEXEC, cInt, errno, errnoName, libc, socketConstants, writeCShort } from "../../util/libc.js";
 
-/** Socket constants from the Linux UAPI headers. MIPS has its own numbers (arch/mips/include/uapi/asm/socket.h). */
-interface SocketConstants {
-  SOCK_DGRAM: number;
-  SOL_SOCKET: number;
-  SO_REUSEADDR: number;
-  SO_BROADCAST: number;
-  SO_BINDTODEVICE: number;
-}
-
-const AF_INET = 2;
-// O_CLOEXEC, so child processes do not inherit the descriptor.
-const SOCK_CLOEXEC = 0o2000000;
 const SOCKADDR_IN_BYTES = 16;
-const GENERIC_CONSTANTS: SocketConstants = { SOCK_DGRAM: 2, SOL_SOCKET: 1, SO_REUSEADDR: 2, SO_BROADCAST: 6, SO_BINDTODEVICE: 25 };
-const MIPS_CONSTANTS: SocketConstants = { SOCK_DGRAM: 1, SOL_SOCKET: 0xffff, SO_REUSEADDR: 0x0004, SO_BROADCAST: 0x0020, SO_BINDTODEVICE: 25 };
-
-function socketConstants(): SocketConstants {
-  return process.arch === "mips" || process.arch === "mipsel" ? MIPS_CONSTANTS : GENERIC_CONSTANTS;
-}
-
-interface Libc {
-  socket: (domain: number, type: number, protocol: number) => number;
-  setsockopt: (fd: number, level: number, name: number, value: Buffer, length: number) => number;
-  bind: (fd: number, address: Buffer, length: number) => number;
-  close: (fd: number) => number;
-}
-
-let libc: Libc | undefined;
-
-function loadLibc(): Libc {
-  if (libc) return libc;
-  // A null path opens the running program, whose C library (glibc or musl) provides the socket calls.
-  const lib = koffi.load(null);
-  libc = {
-    socket: lib.func("int socket(int domain, int type, int protocol)") as Libc["socket"],
-    setsockopt: lib.func("int setsockopt(int fd, int level, int optname, const void *optval, uint32_t optlen)") as Libc["setsockopt"],
-    bind: lib.func("int bind(int fd, const void *addr, uint32_t addrlen)") as Libc["bind"],
-    close: lib.func("int close(int fd)") as Libc["close"],
-  };
-  return libc;
-}
 
 /** A failed socket call, with the errno name in `code` ("EADDRNOTAVAIL", "EPERM", ...). */
 export class DeviceSocketError extends Error {
@@ -75,7 +34,7 @@ export class DeviceSocketError extends Error {
 export async function openDeviceSocket(interfaceName: string, address: string, port: number): Promise<dgram.Socket> {
   if (!net.isIPv4(address)) throw new RangeError(`invalid IPv4 address ${JSON.stringify(address)}`);
   const c = socketConstants();
-  const calls = loadLibc();
+  const calls = libc();
   const fd = calls.socket(AF_INET, c.SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) throw socketError("socket()", `creating a UDP socket for ${interfaceName}`);
   try {
@@ -95,19 +54,16 @@ export async function openDeviceSocket(interfaceName: string, address: string, p
   return wrapDescriptor(fd, calls);
 }
 
-/** Sets a boolean socket option to 1, as a C int in host byte order. */
+/** Sets a boolean socket option to 1. */
 function setIntOption(calls: Libc, fd: number, level: number, name: number, label: string, interfaceName: string): void {
-  const enabled = Buffer.alloc(4);
-  if (os.endianness() === "LE") enabled.writeInt32LE(1);
-  else enabled.writeInt32BE(1);
+  const enabled = cInt(1);
   if (calls.setsockopt(fd, level, name, enabled, enabled.length) !== 0) throw socketError(`setsockopt(${label})`, `setting up the socket on ${interfaceName}`);
 }
 
 /** struct sockaddr_in: family in host byte order, then port and address in network byte order, then 8 zero bytes. */
 function sockaddrIn(address: string, port: number): Buffer {
   const sockaddr = Buffer.alloc(SOCKADDR_IN_BYTES);
-  if (os.endianness() === "LE") sockaddr.writeUInt16LE(AF_INET, 0);
-  else sockaddr.writeUInt16BE(AF_INET, 0);
+  writeCShort(sockaddr, AF_INET, 0);
   sockaddr.writeUInt16BE(port, 2);
   sockaddr.writeUInt32BE(ipv4ToNumber(address), 4);
   return sockaddr;
@@ -129,19 +85,11 @@ function wrapDescriptor(fd: number, calls: Libc): Promise<dgram.Socket> {
 }
 
 function socketError(call: string, action: string): DeviceSocketError {
-  const errno = koffi.errno();
-  const code = errnoName(errno);
+  const code = errnoName(errno());
   let hint = "";
   if (code === "EPERM" || code === "EACCES") hint = ": run as root, or grant CAP_NET_BIND_SERVICE (and CAP_NET_RAW on kernels before 5.7)";
   else if (code === "ENODEV") hint = ": the interface does not exist";
   else if (code === "EADDRNOTAVAIL") hint = ": the address is not assigned to a local interface";
   else if (code === "EADDRINUSE") hint = ": another socket holds the port";
   return new DeviceSocketError(code, `${action} failed: ${call} returned ${code}${hint}`);
-}
-
-function errnoName(errno: number): string {
-  for (const [name, value] of Object.entries(os.constants.errno)) {
-    if (value === errno) return name;
-  }
-  return `errno ${errno}`;
 }

@@ -1,0 +1,220 @@
+// The dataplane worker's packet loop. It waits in poll(2) on the TUN device,
+// the UDP socket and the IPC channel to the daemon, and reads every packet
+// and datagram that is waiting, in batches, into two buffers it reuses. The
+// event loop runs only between slices: when the channel has a message or the
+// worker sent one, on a signal, at least every SLICE_MS under load and every
+// IDLE_POLL_MS when idle.
+//
+// Through libuv each packet cost an epoll wake-up, a 64 KiB allocation and a
+// stream or dgram event. Here it costs a read(2) or recvfrom(2) and the
+// crypto, which cut the worker's CPU time per packet (docs/dataplane.md).
+//
+// Buffers passed to the fast path are views of the reused buffers, valid
+// until the next read. The fast path keeps none: what it passes on is
+// encrypted or decrypted into a new buffer, or serialized to the IPC channel
+// at once by process.send().
+import { Endpoint } from "../protocol/endpoint.js";
+import { Source } from "../transport/path.js";
+import { Counters } from "../util/counters.js";
+import { EAGAIN, EINTR, Libc, POLLFD_BYTES, POLLIN, POLLOUT, errno, errnoName, libc, readCShort, writeCInt, writeCShort } from "../util/libc.js";
+import { Logger, RateLimitedLog } from "../util/log.js";
+import { FastPath } from "./fast-path.js";
+import { DataplaneUdpSocket } from "./udp-socket.js";
+
+/** Packets or datagrams read from one descriptor before the loop polls again, so neither direction starves the other. */
+const BATCH = 64;
+/** Maximum run of packet work between turns of the event loop, in ms. */
+const SLICE_MS = 10;
+/** poll(2) timeout while idle, in ms; it bounds how long a queued IPC write can wait. */
+const IDLE_POLL_MS = 50;
+/** How long a send waits for room in a full socket buffer before the datagram is dropped, in ms. */
+const SEND_WAIT_MS = 10;
+/** A TUN packet or UDP datagram is at most 65535 bytes. */
+const MAX_PACKET_BYTES = 65_535;
+
+const TUN_SLOT = 0;
+const UDP_SLOT = 1;
+const CHANNEL_SLOT = 2;
+
+export interface PacketLoopOptions {
+  /** Non-blocking TUN descriptor, or null for a worker without a device (tests). */
+  tunFd: number | null;
+  socket: DataplaneUdpSocket;
+  /** The IPC channel's descriptor: the loop yields to the event loop when it is readable. */
+  channelFd: number | null;
+  counters: Counters;
+  log: Logger;
+}
+
+export class PacketLoop {
+  private readonly calls: Libc;
+  private readonly pollfds = Buffer.alloc(3 * POLLFD_BYTES);
+  private readonly sendWait = Buffer.alloc(POLLFD_BYTES);
+  private readonly tunBuffer = Buffer.allocUnsafe(MAX_PACKET_BYTES);
+  private readonly udpBuffer = Buffer.allocUnsafe(MAX_PACKET_BYTES);
+  private readonly dropLog: RateLimitedLog;
+  private fast: FastPath | null = null;
+  private tunFd: number | null;
+  private lastEndpoint: Endpoint | null = null;
+  private lastSource: Source | null = null;
+  private yieldRequested = false;
+  private running = false;
+  private stopped = false;
+
+  constructor(private readonly options: PacketLoopOptions) {
+    this.calls = libc();
+    this.tunFd = options.tunFd;
+    this.dropLog = new RateLimitedLog(options.log);
+    writeCInt(this.pollfds, options.tunFd ?? -1, TUN_SLOT * POLLFD_BYTES);
+    writeCInt(this.pollfds, options.socket.fd, UDP_SLOT * POLLFD_BYTES);
+    writeCInt(this.pollfds, options.channelFd ?? -1, CHANNEL_SLOT * POLLFD_BYTES);
+    writeCInt(this.sendWait, options.socket.fd, 0);
+    writeCShort(this.sendWait, POLLOUT, 4);
+  }
+
+  /** Starts reading; packets and datagrams go to `fast`. */
+  start(fast: FastPath): void {
+    this.fast = fast;
+    if (this.running) return;
+    this.running = true;
+    setImmediate(this.run);
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /** Asks the loop to let the event loop run after the current batch, because the worker queued an IPC message. */
+  requestYield(): void {
+    this.yieldRequested = true;
+  }
+
+  /** Sends one datagram; a full socket buffer holds the loop for up to SEND_WAIT_MS, as a blocking send would. */
+  sendUdp(datagram: Buffer, to: Endpoint): void {
+    let code: number;
+    try {
+      code = this.options.socket.send(datagram, to);
+      if (code === EAGAIN && this.calls.poll(this.sendWait, 1, SEND_WAIT_MS) > 0) code = this.options.socket.send(datagram, to);
+    } catch (err) {
+      this.options.counters.add("send.errors");
+      this.dropLog.warn("send:invalid", { err, to }, "UDP send failed");
+      return;
+    }
+    if (code === 0) return;
+    const name = errnoName(code);
+    this.options.counters.add(code === EAGAIN ? "send.drop.buffer_full" : "send.errors");
+    this.dropLog.warn(`send:${name}`, { code: name, to }, "UDP send failed");
+  }
+
+  /** Writes one IP packet to the TUN device. */
+  writeTun(packet: Buffer): void {
+    const counters = this.options.counters;
+    if (this.tunFd === null) return counters.add("tun.tx.drop.no_device");
+    if (packet.length === 0) return counters.add("tun.tx.drop.empty");
+    const written = this.calls.write(this.tunFd, packet, packet.length);
+    if (written === packet.length) {
+      counters.add("tun.tx.packets");
+      counters.add("tun.tx.bytes", written);
+      return;
+    }
+    // A TUN write takes the whole packet or fails.
+    const reason = written >= 0 ? "short_write" : tunWriteDropReason(errno());
+    counters.add(`tun.tx.drop.${reason}`);
+    this.dropLog.warn(`tx.${reason}`, { reason }, "packet not written to the TUN device");
+  }
+
+  private readonly run = (): void => {
+    if (this.stopped) return;
+    const started = Date.now();
+    this.yieldRequested = false;
+    for (;;) {
+      writeCShort(this.pollfds, this.tunFd === null ? 0 : POLLIN, TUN_SLOT * POLLFD_BYTES + 4);
+      writeCShort(this.pollfds, POLLIN, UDP_SLOT * POLLFD_BYTES + 4);
+      writeCShort(this.pollfds, POLLIN, CHANNEL_SLOT * POLLFD_BYTES + 4);
+      const ready = this.calls.poll(this.pollfds, 3, IDLE_POLL_MS);
+      if (ready < 0) {
+        const code = errno();
+        // A signal interrupted the wait: its handler runs in the event loop.
+        if (code !== EINTR) this.dropLog.warn(`poll:${errnoName(code)}`, { code: errnoName(code) }, "poll failed");
+        break;
+      }
+      if (ready === 0) break;
+      if (this.revents(TUN_SLOT) !== 0) this.readTun();
+      if (this.revents(UDP_SLOT) !== 0) this.readUdp();
+      if (this.revents(CHANNEL_SLOT) !== 0 || this.yieldRequested || Date.now() - started >= SLICE_MS) break;
+    }
+    setImmediate(this.run);
+  };
+
+  private revents(slot: number): number {
+    return readCShort(this.pollfds, slot * POLLFD_BYTES + 6);
+  }
+
+  private readTun(): void {
+    const fd = this.tunFd!;
+    const counters = this.options.counters;
+    for (let i = 0; i < BATCH; i++) {
+      const n = this.calls.read(fd, this.tunBuffer, this.tunBuffer.length);
+      if (n <= 0) {
+        if (n === 0) return;
+        const code = errno();
+        if (code === EAGAIN || code === EINTR) return;
+        // The device is gone or broken: stop polling it rather than spin on its error.
+        counters.add("tun.rx.errors");
+        this.options.log.error({ code: errnoName(code) }, "reading from the TUN device failed, so the worker stopped reading it");
+        this.tunFd = null;
+        return;
+      }
+      counters.add("tun.rx.packets");
+      counters.add("tun.rx.bytes", n);
+      try {
+        this.fast!.receivePacket(this.tunBuffer.subarray(0, n));
+      } catch (err) {
+        counters.add("tun.rx.drop.handler_error");
+        this.dropLog.warn("rx.handler_error", { reason: "handler_error", err }, "packet handler threw, so the packet was dropped");
+      }
+    }
+  }
+
+  private readUdp(): void {
+    const socket = this.options.socket;
+    const counters = this.options.counters;
+    for (let i = 0; i < BATCH; i++) {
+      let n: number;
+      try {
+        n = socket.receive(this.udpBuffer);
+      } catch (err) {
+        // ICMP errors for an earlier send surface here once each; the next datagram is unaffected.
+        counters.add("receive.errors");
+        this.dropLog.warn(`receive:${(err as { code?: string }).code ?? "unknown"}`, { err }, "UDP receive failed");
+        return;
+      }
+      if (n < 0) return;
+      const endpoint = socket.source;
+      // Nothing can be sent back to source port 0, so a path there would only make later sends fail.
+      if (endpoint.port === 0) {
+        counters.add("drop.source_port_0");
+        continue;
+      }
+      if (endpoint !== this.lastEndpoint) {
+        this.lastEndpoint = endpoint;
+        this.lastSource = { kind: "direct", endpoint };
+      }
+      try {
+        this.fast!.receiveDatagram(this.udpBuffer.subarray(0, n), this.lastSource!);
+      } catch (err) {
+        counters.add("dataplane.receive_errors");
+        this.dropLog.warn("receive:handler_error", { err }, "datagram handler threw, so the datagram was dropped");
+      }
+    }
+  }
+}
+
+/** Names the drop reason of a failed TUN write. */
+function tunWriteDropReason(code: number): string {
+  if (code === EAGAIN) return "eagain";
+  // The driver rejects a packet whose first nibble is neither 4 nor 6.
+  if (errnoName(code) === "EINVAL") return "invalid";
+  return "error";
+}
+

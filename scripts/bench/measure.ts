@@ -1,8 +1,10 @@
 // One measurement of one system: ping RTT, an iperf3 TCP or UDP run, and
 // the capacity search. Clients run on the system's client host, the server
 // on cn2. Around each iperf3 run the tunnel processes' CPU time and the
-// packets on the adapter host's underlay NIC are read, which gives the CPU
-// time per forwarded packet of both tunnel ends together.
+// packets on the tunnel's interface on cn2 are read, which gives the CPU
+// time per tunnel packet of both tunnel ends together. The underlay NIC
+// would not do: it counts a batch sent with UDP segmentation offload as one
+// packet.
 import type { CapacityConfig } from "./config.js";
 import { BenchLab } from "./lab.js";
 import { cpuSeconds } from "./proc.js";
@@ -75,8 +77,6 @@ export interface CapacityResult {
 export class Measurer {
   constructor(
     private readonly lab: BenchLab,
-    /** Underlay NIC of the adapter host, which every case's traffic crosses once. */
-    private readonly underlayInterface: string,
     private readonly udpPayloadBytes: number,
   ) {}
 
@@ -166,9 +166,9 @@ export class Measurer {
     try {
       await server.waitForLine(/Server listening/, SERVER_START_TIMEOUT_MS);
       const pids = system.tunnelPids();
-      const before = { cpu: cpuSeconds(pids), packets: await this.underlayPackets() };
+      const before = { cpu: cpuSeconds(pids), packets: await this.tunnelPackets(system) };
       const r = await this.lab.exec(system.client, ["iperf3", "-c", system.server, "-J", ...args], seconds * 1000 + IPERF_GRACE_MS);
-      const after = { cpu: cpuSeconds(pids), packets: await this.underlayPackets() };
+      const after = { cpu: cpuSeconds(pids), packets: await this.tunnelPackets(system) };
       const report = JSON.parse(r.stdout || "{}") as { end?: unknown; error?: string };
       if (report.error || !report.end) throw new Error(`iperf3 ${args.join(" ")} to ${system.server} failed: ${report.error ?? r.stderr.trim()}`);
       return { report: { end: report.end }, window: { cpuSeconds: after.cpu - before.cpu, packets: after.packets - before.packets } };
@@ -177,8 +177,9 @@ export class Measurer {
     }
   }
 
-  private async underlayPackets(): Promise<number> {
-    const out = await this.lab.run("adapter", ["ip", "-s", "-j", "link", "show", "dev", this.underlayInterface]);
+  private async tunnelPackets(system: SystemUnderTest): Promise<number> {
+    if (!system.serverInterface) return 0;
+    const out = await this.lab.run("cn2", ["ip", "-s", "-j", "link", "show", "dev", system.serverInterface]);
     const [link] = JSON.parse(out) as { stats64: { rx: { packets: number }; tx: { packets: number } } }[];
     return (link?.stats64.rx.packets ?? 0) + (link?.stats64.tx.packets ?? 0);
   }

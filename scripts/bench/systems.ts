@@ -26,6 +26,8 @@ export interface SystemUnderTest {
   activate(): Promise<void>;
   /** PIDs of the tunnel processes at both ends, empty for the path without a tunnel. */
   tunnelPids(): number[];
+  /** The tunnel's interface on cn2, null without a tunnel. Every tunnel packet crosses it once. */
+  serverInterface: string | null;
 }
 
 /** Names of the CYPHONIC nodes the benchmark creates. */
@@ -33,6 +35,8 @@ const PEER = "bpeer";
 const NODE = "bnode";
 const ADAPTER = "badapter";
 const GENERAL_NODE = "bgn";
+/** The peer daemon's TUN device on cn2, the node's default name. */
+const PEER_TUN = "cyph0";
 /** Longer than a full run, so gn never renews its lease while the adapter takes its turn off. */
 const LEASE_SECONDS = "7200";
 const WARMUP_TIMEOUT_MS = 30_000;
@@ -117,9 +121,10 @@ export async function startSystems(lab: BenchLab, dir: string, log: (line: strin
     server: ends.serverAddress,
     activate: () => warmUp(lab, "adapter", ends.serverAddress),
     tunnelPids: () => ends.processes.map((p) => p.pid),
+    serverInterface: ends.serverInterface,
   });
   const list: SystemUnderTest[] = [
-    { id: "plain", label: "(a) no tunnel", client: "adapter", server: lab.info.cn2, activate: () => warmUp(lab, "adapter", lab.info.cn2), tunnelPids: () => [] },
+    { id: "plain", label: "(a) no tunnel", client: "adapter", server: lab.info.cn2, activate: () => warmUp(lab, "adapter", lab.info.cn2), tunnelPids: () => [], serverInterface: null },
     tunnelSystem("wireguard-go", "(b) wireguard-go", wireguard),
     tunnelSystem("nebula-aes", "(c) nebula, AES-256-GCM (its default)", nebulaAes),
     tunnelSystem("nebula-chacha", "(c) nebula, ChaCha20-Poly1305", nebulaChacha),
@@ -133,6 +138,7 @@ export async function startSystems(lab: BenchLab, dir: string, log: (line: strin
         await warmUp(lab, "adapter", peerAddress);
       },
       tunnelPids: () => [turns.daemon?.process.pid ?? 0, peer.process.pid].filter((pid) => pid > 0),
+      serverInterface: PEER_TUN,
     },
     {
       id: "cyphonic-adapter",
@@ -144,6 +150,7 @@ export async function startSystems(lab: BenchLab, dir: string, log: (line: strin
         await warmUp(lab, "gn", peerAddress);
       },
       tunnelPids: () => [turns.daemon?.process.pid ?? 0, peer.process.pid].filter((pid) => pid > 0),
+      serverInterface: PEER_TUN,
     },
   ];
   return {

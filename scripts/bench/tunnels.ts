@@ -19,6 +19,8 @@ export interface TunnelEnds {
   /** Overlay address of the client end (host "adapter") and of the server end (host "cn2"). */
   clientAddress: string;
   serverAddress: string;
+  /** The tunnel's interface on cn2, which every tunnel packet crosses once. */
+  serverInterface: string;
   processes: NamespaceProcess[];
 }
 
@@ -56,7 +58,7 @@ export async function startWireguard(lab: BenchLab, dir: string): Promise<Tunnel
     await lab.run(end.host, ["ip", "addr", "add", `${end.address}/24`, "dev", end.iface]);
     await lab.run(end.host, ["ip", "link", "set", end.iface, "mtu", String(TUNNEL_MTU), "up"]);
   }
-  return { clientAddress: client.address, serverAddress: server.address, processes };
+  return { clientAddress: client.address, serverAddress: server.address, serverInterface: server.iface, processes };
 }
 
 export type NebulaCipher = "aes" | "chachapoly";
@@ -101,7 +103,7 @@ export async function startNebula(lab: BenchLab, dir: string, cipher: NebulaCiph
     processes.push(child);
     await waitForInterface(lab, end.host, end.iface);
   }
-  return { clientAddress: ends[0].address, serverAddress: ends[1].address, processes };
+  return { clientAddress: ends[0].address, serverAddress: ends[1].address, serverInterface: ends[1].iface, processes };
 }
 
 async function waitForInterface(lab: BenchLab, host: string, iface: string): Promise<void> {

@@ -149,3 +149,50 @@ test("packet loop survives a throwing fast path", async (t) => {
   assert.equal(sources[0], sources[1]);
   assert.deepEqual(sources[0], { kind: "direct", endpoint: { address: "127.0.0.1", port: sender.address().port } });
 });
+
+test("packet loop segments a batch of sends", async (t) => {
+  const socket = DataplaneUdpSocket.open(0);
+  const counters = new Counters();
+  const loop = new PacketLoop({ tunFd: null, socket, channelFd: null, counters, log });
+  t.after(() => {
+    loop.stop();
+    socket.close();
+  });
+  const sink = await peer("udp4", "127.0.0.1");
+  const other = await peer("udp4", "127.0.0.1");
+  t.after(() => sink.close());
+  t.after(() => other.close());
+  const toSink: Endpoint = { address: "127.0.0.1", port: sink.address().port };
+  const toOther: Endpoint = { address: "127.0.0.1", port: other.address().port };
+  const atSink: string[] = [];
+  const atOther: string[] = [];
+  sink.on("message", (m) => atSink.push(m.toString()));
+  other.on("message", (m) => atOther.push(m.toString()));
+
+  // Each trigger datagram makes the fast path send, inside the loop's batch:
+  // five of 100 bytes and a shorter last one to the sink, then one to another peer.
+  const fast = {
+    receiveDatagram(datagram: Buffer) {
+      const round = datagram.toString();
+      for (let i = 0; i < 5; i++) loop.sendUdp(Buffer.from(`${round}-${i}-`.padEnd(100, "x")), toSink);
+      loop.sendUdp(Buffer.from(`${round}-last`), toSink);
+      loop.sendUdp(Buffer.from(`${round}-other`), toOther);
+    },
+    receivePacket() {},
+  } as unknown as FastPath;
+  loop.start(fast);
+
+  const trigger = await peer("udp4", "127.0.0.1");
+  t.after(() => trigger.close());
+  await sendTo(trigger, "r1", socket.port, "127.0.0.1");
+  await waitFor("the sink's datagrams", () => (atSink.length === 6 && atOther.length === 1 ? true : null));
+  assert.deepEqual(
+    atSink.map((m) => m.replace(/x+$/, "")),
+    ["r1-0-", "r1-1-", "r1-2-", "r1-3-", "r1-4-", "r1-last"],
+  );
+  assert.equal(atSink[0]!.length, 100);
+  assert.deepEqual(atOther, ["r1-other"]);
+  // Six datagrams left in one segmented send; the single one to the other peer left alone.
+  assert.equal(counters.get("send.segmented"), 6);
+  assert.equal(counters.get("send.errors"), 0);
+});

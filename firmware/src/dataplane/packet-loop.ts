@@ -31,6 +31,13 @@ const IDLE_POLL_MS = 50;
 const SEND_WAIT_MS = 10;
 /** A TUN packet or UDP datagram is at most 65535 bytes. */
 const MAX_PACKET_BYTES = 65_535;
+/**
+ * Limits of one segmented send: the kernel takes at most 64 segments
+ * (UDP_MAX_SEGMENTS, raised to 128 in later kernels), and all of them must
+ * fit one UDP datagram of at most 65507 bytes of payload over IPv4.
+ */
+const MAX_SEGMENTS = 64;
+const MAX_SEGMENTED_BYTES = 65_507;
 
 const TUN_SLOT = 0;
 const UDP_SLOT = 1;
@@ -58,6 +65,16 @@ export class PacketLoop {
   private lastEndpoint: Endpoint | null = null;
   private lastSource: Source | null = null;
   private yieldRequested = false;
+  /** True while the loop handles a batch of reads, whose sends are queued as segments. */
+  private batching = false;
+  /** Cleared when the kernel or the outgoing device cannot segment UDP. */
+  private segmentation = true;
+  /** Queued datagrams of one size (the last may be shorter) to one destination. */
+  private readonly segments = Buffer.allocUnsafe(MAX_SEGMENTED_BYTES);
+  private segmentsTo: Endpoint | null = null;
+  private segmentBytes = 0;
+  private segmentCount = 0;
+  private segmentsUsed = 0;
   private running = false;
   private stopped = false;
 
@@ -89,8 +106,76 @@ export class PacketLoop {
     this.yieldRequested = true;
   }
 
-  /** Sends one datagram; a full socket buffer holds the loop for up to SEND_WAIT_MS, as a blocking send would. */
+  /**
+   * Sends one datagram. During a batch of reads, datagrams to one destination
+   * are queued and leave together in one segmented send when the batch ends,
+   * when the destination or size changes, or when the queue is full.
+   */
   sendUdp(datagram: Buffer, to: Endpoint): void {
+    if (!this.batching || !this.segmentation) return this.sendOne(datagram, to);
+    if (this.segmentCount > 0) {
+      const fits =
+        to === this.segmentsTo &&
+        datagram.length <= this.segmentBytes &&
+        this.segmentCount < MAX_SEGMENTS &&
+        this.segmentsUsed + datagram.length <= MAX_SEGMENTED_BYTES;
+      if (!fits) this.flushSegments();
+    }
+    if (this.segmentCount === 0) {
+      this.segmentsTo = to;
+      this.segmentBytes = datagram.length;
+    }
+    datagram.copy(this.segments, this.segmentsUsed);
+    this.segmentsUsed += datagram.length;
+    this.segmentCount++;
+    // Only the last segment may be shorter than the others.
+    if (datagram.length < this.segmentBytes) this.flushSegments();
+  }
+
+  private flushSegments(): void {
+    const count = this.segmentCount;
+    const to = this.segmentsTo!;
+    const used = this.segmentsUsed;
+    this.segmentCount = 0;
+    this.segmentsUsed = 0;
+    this.segmentsTo = null;
+    if (count === 0) return;
+    if (count === 1) return this.sendOne(this.segments.subarray(0, used), to);
+
+    const socket = this.options.socket;
+    let code: number;
+    try {
+      code = socket.sendSegments(this.segments, used, this.segmentBytes, to);
+      if (code === EAGAIN && this.calls.poll(this.sendWait, 1, SEND_WAIT_MS) > 0) code = socket.sendSegments(this.segments, used, this.segmentBytes, to);
+    } catch (err) {
+      this.options.counters.add("send.errors", count);
+      this.dropLog.warn("send:invalid", { err, to, datagrams: count }, "UDP send failed");
+      return;
+    }
+    if (code === 0) {
+      this.options.counters.add("send.segmented", count);
+      return;
+    }
+    const name = errnoName(code);
+    if (name === "EINVAL" || name === "EIO" || name === "ENOPROTOOPT" || name === "EOPNOTSUPP") {
+      // EINVAL can also mean one batch that needs IP fragmentation, which
+      // segmentation never does, so only the other errors turn it off.
+      if (name !== "EINVAL") {
+        this.segmentation = false;
+        this.options.log.info({ code: name }, "the kernel cannot segment UDP sends on this path, so datagrams are sent one by one");
+      }
+      this.options.counters.add("send.segmentation_fallbacks");
+      for (let offset = 0; offset < used; offset += this.segmentBytes) {
+        this.sendOne(this.segments.subarray(offset, Math.min(offset + this.segmentBytes, used)), to);
+      }
+      return;
+    }
+    this.options.counters.add(code === EAGAIN ? "send.drop.buffer_full" : "send.errors", count);
+    this.dropLog.warn(`send:${name}`, { code: name, to, datagrams: count }, "UDP send failed");
+  }
+
+  /** Sends one datagram; a full socket buffer holds the loop for up to SEND_WAIT_MS, as a blocking send would. */
+  private sendOne(datagram: Buffer, to: Endpoint): void {
     let code: number;
     try {
       code = this.options.socket.send(datagram, to);
@@ -139,8 +224,14 @@ export class PacketLoop {
         break;
       }
       if (ready === 0) break;
-      if (this.revents(TUN_SLOT) !== 0) this.readTun();
-      if (this.revents(UDP_SLOT) !== 0) this.readUdp();
+      this.batching = true;
+      try {
+        if (this.revents(TUN_SLOT) !== 0) this.readTun();
+        if (this.revents(UDP_SLOT) !== 0) this.readUdp();
+      } finally {
+        this.batching = false;
+        this.flushSegments();
+      }
       if (this.revents(CHANNEL_SLOT) !== 0 || this.yieldRequested || Date.now() - started >= SLICE_MS) break;
     }
     setImmediate(this.run);

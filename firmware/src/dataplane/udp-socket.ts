@@ -8,6 +8,7 @@
 // Like transport/udp.ts, it is one dual-stack IPv6 socket when the host has
 // IPv6, so IPv4 peers arrive as IPv4-mapped addresses, which are reported
 // as plain IPv4.
+import os from "node:os";
 import { Endpoint, bytesToIPv4, bytesToIPv6, ipv4ToBytes, ipv6ToBytes } from "../protocol/endpoint.js";
 import {
   AF_INET,
@@ -16,7 +17,10 @@ import {
   IPPROTO_IPV6,
   IPV6_V6ONLY,
   Libc,
+  MessageHeader,
   SOCK_CLOEXEC,
+  SOL_UDP,
+  UDP_SEGMENT,
   cInt,
   errno,
   errnoName,
@@ -24,6 +28,7 @@ import {
   nonblockFlag,
   readCInt,
   readCShort,
+  sizeofSizeT,
   socketConstants,
   writeCInt,
   writeCShort,
@@ -59,13 +64,33 @@ export class DataplaneUdpSocket {
   /** Encoded destinations by endpoint object: the fast path sends many datagrams to the same path object. */
   private readonly destinations = new WeakMap<Endpoint, Buffer>();
   private closed = false;
+  // One struct cmsghdr (length, level, type) with a u16 segment size, padded
+  // to CMSG_SPACE(2); the length field is a size_t.
+  private readonly segmentDataOffset = sizeofSizeT() + 8;
+  private readonly segmentControl = Buffer.alloc(align(sizeofSizeT() + 8 + 2, sizeofSizeT()));
+  private readonly segmentMessage: MessageHeader = {
+    msg_name: null,
+    msg_namelen: 0,
+    msg_iov: [{ iov_base: null, iov_len: 0 }],
+    msg_iovlen: 1,
+    msg_control: this.segmentControl,
+    msg_controllen: this.segmentControl.length,
+    msg_flags: 0,
+  };
 
   private constructor(
     readonly fd: number,
     readonly port: number,
     readonly dualStack: boolean,
     private readonly calls: Libc,
-  ) {}
+  ) {
+    const cmsgLength = this.segmentDataOffset + 2;
+    if (sizeofSizeT() === 4) writeCInt(this.segmentControl, cmsgLength);
+    else if (os.endianness() === "LE") this.segmentControl.writeBigUInt64LE(BigInt(cmsgLength));
+    else this.segmentControl.writeBigUInt64BE(BigInt(cmsgLength));
+    writeCInt(this.segmentControl, SOL_UDP, sizeofSizeT());
+    writeCInt(this.segmentControl, UDP_SEGMENT, sizeofSizeT() + 4);
+  }
 
   /**
    * Opens a non-blocking UDP socket on `port` (0 for any) of every local
@@ -113,12 +138,28 @@ export class DataplaneUdpSocket {
    * (EAGAIN when the send buffer is full, ENETUNREACH, ...).
    */
   send(datagram: Buffer, to: Endpoint): number {
-    let destination = this.destinations.get(to);
-    if (!destination) {
-      destination = this.encode(to);
-      this.destinations.set(to, destination);
-    }
+    const destination = this.destination(to);
     const sent = this.calls.sendto(this.fd, datagram, datagram.length, 0, destination, destination.length);
+    return sent < 0 ? errno() : 0;
+  }
+
+  /**
+   * Sends the first `length` bytes of `buffer` as datagrams of
+   * `segmentBytes` each (the last may be shorter) to one destination, in one
+   * sendmsg(2) with UDP_SEGMENT: the kernel splits them as late as it can, so
+   * the stack and any forwarding in between handle the batch once. Returns 0
+   * or the errno; EIO or EINVAL means the kernel or the outgoing device cannot
+   * segment, and the caller sends the datagrams one by one.
+   */
+  sendSegments(buffer: Buffer, length: number, segmentBytes: number, to: Endpoint): number {
+    const destination = this.destination(to);
+    const message = this.segmentMessage;
+    message.msg_name = destination;
+    message.msg_namelen = destination.length;
+    message.msg_iov[0]!.iov_base = buffer;
+    message.msg_iov[0]!.iov_len = length;
+    writeCShort(this.segmentControl, segmentBytes, this.segmentDataOffset);
+    const sent = this.calls.sendmsg(this.fd, message, 0);
     return sent < 0 ? errno() : 0;
   }
 
@@ -151,6 +192,15 @@ export class DataplaneUdpSocket {
     this.calls.close(this.fd);
   }
 
+  private destination(to: Endpoint): Buffer {
+    let destination = this.destinations.get(to);
+    if (!destination) {
+      destination = this.encode(to);
+      this.destinations.set(to, destination);
+    }
+    return destination;
+  }
+
   private encode(to: Endpoint): Buffer {
     const v4 = !to.address.includes(":");
     if (!this.dualStack) {
@@ -172,6 +222,10 @@ export class DataplaneUdpSocket {
     }
     return out;
   }
+}
+
+function align(n: number, to: number): number {
+  return Math.ceil(n / to) * to;
 }
 
 function decode(sockaddr: Buffer): Endpoint {

@@ -69,6 +69,22 @@ export const POLLFD_BYTES = 8;
 export const EINTR = os.constants.errno.EINTR;
 export const EAGAIN = os.constants.errno.EAGAIN;
 
+// UDP generic segmentation offload (linux/udp.h), since Linux 4.18: a cmsg
+// of level SOL_UDP that gives the segment size of one large send.
+export const SOL_UDP = 17;
+export const UDP_SEGMENT = 103;
+
+/** struct msghdr for sendmsg(2), with one iovec. Buffers stand in for the pointers. */
+export interface MessageHeader {
+  msg_name: Buffer | null;
+  msg_namelen: number;
+  msg_iov: { iov_base: Buffer | null; iov_len: number }[];
+  msg_iovlen: number;
+  msg_control: Buffer | null;
+  msg_controllen: number;
+  msg_flags: number;
+}
+
 export interface Libc {
   socket(domain: number, type: number, protocol: number): number;
   setsockopt(fd: number, level: number, name: number, value: Buffer, length: number): number;
@@ -81,6 +97,7 @@ export interface Libc {
   sendto(fd: number, buffer: Buffer, length: number, flags: number, address: Buffer, addressLength: number): number;
   recvfrom(fd: number, buffer: Buffer, length: number, flags: number, address: Buffer, addressLength: Buffer): number;
   poll(fds: Buffer, count: number, timeoutMs: number): number;
+  sendmsg(fd: number, message: MessageHeader, flags: number): number;
 }
 
 let loaded: Libc | undefined;
@@ -89,6 +106,19 @@ export function libc(): Libc {
   if (loaded) return loaded;
   // A null path opens the running program, whose C library (glibc or musl) provides these calls.
   const lib = koffi.load(null);
+  // glibc declares msg_iovlen and msg_controllen as size_t. musl declares
+  // them as int and socklen_t with padding to the same size, so on
+  // little-endian hosts the layouts agree for any length that fits an int.
+  const iovec = koffi.struct("cyphonic_iovec", { iov_base: "void *", iov_len: "size_t" });
+  koffi.struct("cyphonic_msghdr", {
+    msg_name: "void *",
+    msg_namelen: "uint32_t",
+    msg_iov: koffi.pointer(iovec),
+    msg_iovlen: "size_t",
+    msg_control: "void *",
+    msg_controllen: "size_t",
+    msg_flags: "int",
+  });
   // Buffers go to `void *` parameters as pointers to their own bytes, so
   // the kernel writes straight into the caller's buffer.
   loaded = {
@@ -103,8 +133,14 @@ export function libc(): Libc {
     sendto: lib.func("long sendto(int fd, const void *buf, size_t len, int flags, const void *addr, uint32_t addrlen)") as Libc["sendto"],
     recvfrom: lib.func("long recvfrom(int fd, void *buf, size_t len, int flags, void *addr, void *addrlen)") as Libc["recvfrom"],
     poll: lib.func("int poll(void *fds, unsigned long nfds, int timeout)") as Libc["poll"],
+    sendmsg: lib.func("long sendmsg(int fd, const cyphonic_msghdr *msg, int flags)") as Libc["sendmsg"],
   };
   return loaded;
+}
+
+/** Bytes of a size_t, which sizes struct cmsghdr's length field and alignment. */
+export function sizeofSizeT(): number {
+  return koffi.sizeof("size_t");
 }
 
 /** Returns the errno of the last failed call on this thread. */

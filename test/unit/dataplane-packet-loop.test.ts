@@ -3,6 +3,7 @@
 // path that throws.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import dgram from "node:dgram";
 import os from "node:os";
 import { FastPath } from "../../firmware/src/dataplane/fast-path.js";
@@ -195,4 +196,21 @@ test("packet loop segments a batch of sends", async (t) => {
   // Six datagrams left in one segmented send; the single one to the other peer left alone.
   assert.equal(counters.get("send.segmented"), 6);
   assert.equal(counters.get("send.errors"), 0);
+});
+
+test("packet loop sends oversized batches unsegmented", { skip: process.getuid?.() !== 0 && "needs root for a network namespace" }, async (t) => {
+  const namespace = `cyseg-${process.pid}`;
+  const run = (args: string[]) => execFileSync("ip", args, { encoding: "utf8" });
+  run(["netns", "add", namespace]);
+  t.after(() => run(["netns", "delete", namespace]));
+  run(["-n", namespace, "link", "set", "lo", "mtu", "1300", "up"]);
+
+  const out = execFileSync("ip", ["netns", "exec", namespace, process.execPath, "--import", "tsx", "test/unit/fixtures/segment-fallback.ts"], { encoding: "utf8", timeout: 30_000 });
+  const result = JSON.parse(out.trim().split("\n").at(-1)!) as { sizes: number[]; fallbacksAfter: number[]; errors: number; segmented: number };
+  // Every datagram arrived whole: the kernel fragmented and reassembled it.
+  assert.deepEqual(result.sizes, [1400, 1400, 1400, 1400, 1400, 1400]);
+  // The first batch fell back once; the second went out unsegmented without trying.
+  assert.deepEqual(result.fallbacksAfter, [1, 1]);
+  assert.equal(result.errors, 0);
+  assert.equal(result.segmented, 0);
 });

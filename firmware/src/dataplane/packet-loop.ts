@@ -69,6 +69,8 @@ export class PacketLoop {
   private batching = false;
   /** Cleared when the kernel or the outgoing device cannot segment UDP. */
   private segmentation = true;
+  /** Datagrams of this size or larger are not segmented: the kernel rejected a batch of them as too large for the route. */
+  private unsegmentedBytes = Infinity;
   /** Queued datagrams of one size (the last may be shorter) to one destination. */
   private readonly segments = Buffer.allocUnsafe(MAX_SEGMENTED_BYTES);
   private segmentsTo: Endpoint | null = null;
@@ -112,7 +114,7 @@ export class PacketLoop {
    * when the destination or size changes, or when the queue is full.
    */
   sendUdp(datagram: Buffer, to: Endpoint): void {
-    if (!this.batching || !this.segmentation) return this.sendOne(datagram, to);
+    if (!this.batching || !this.segmentation || datagram.length >= this.unsegmentedBytes) return this.sendOne(datagram, to);
     if (this.segmentCount > 0) {
       const fits =
         to === this.segmentsTo &&
@@ -157,13 +159,16 @@ export class PacketLoop {
       return;
     }
     const name = errnoName(code);
-    if (name === "EINVAL" || name === "EIO" || name === "ENOPROTOOPT" || name === "EOPNOTSUPP") {
-      // EINVAL can also mean one batch that needs IP fragmentation, which
-      // segmentation never does, so only the other errors turn it off.
-      if (name !== "EINVAL") {
-        this.segmentation = false;
-        this.options.log.info({ code: name }, "the kernel cannot segment UDP sends on this path, so datagrams are sent one by one");
-      }
+    if (name === "EMSGSIZE" || name === "EINVAL") {
+      // Segments must fit the route's MTU, because segmentation never
+      // fragments. Larger datagrams (relayed ones, say) are sent one by one
+      // from now on, and the kernel fragments them.
+      this.unsegmentedBytes = Math.min(this.unsegmentedBytes, this.segmentBytes);
+    } else if (name === "EIO" || name === "ENOPROTOOPT" || name === "EOPNOTSUPP") {
+      this.segmentation = false;
+      this.options.log.info({ code: name }, "the kernel cannot segment UDP sends on this path, so datagrams are sent one by one");
+    }
+    if (name === "EMSGSIZE" || name === "EINVAL" || !this.segmentation) {
       this.options.counters.add("send.segmentation_fallbacks");
       for (let offset = 0; offset < used; offset += this.segmentBytes) {
         this.sendOne(this.segments.subarray(offset, Math.min(offset + this.segmentBytes, used)), to);

@@ -11,6 +11,7 @@ import { BenchLab, REPO_ROOT, delay } from "./lab.js";
 export const CYPHONIC = path.join(REPO_ROOT, "dist", "cyphonic.cjs");
 /** The daemons' "registered" and "ready" lines are info level, whatever the caller's CYPHONIC_LOG_LEVEL. */
 const DAEMON_ENV = { CYPHONIC_LOG_LEVEL: "info" };
+const ADAPTER_UNIT = path.join(REPO_ROOT, "overlay/usr/lib/systemd/system/cyphonic-adapter.service");
 const START_TIMEOUT_MS = 30_000;
 /** A status with 1,000 tunnels takes the daemon a moment to build. */
 const STATUS_TIMEOUT_MS = 10_000;
@@ -91,7 +92,7 @@ export class BenchOverlay {
   async startDaemon(spec: DaemonSpec, tokenFile?: string, extraArgs: string[] = []): Promise<RunningDaemon> {
     const control = path.join(this.dir, `${spec.name}.sock`);
     const role = spec.lan ? ["adapter", "--lan", spec.lan] : ["node"];
-    const args = ["node", CYPHONIC, ...role, "--state", path.join(this.dir, spec.name), "--control", control, ...extraArgs];
+    const args = ["node", ...(spec.lan ? adapterNodeOptions() : []), CYPHONIC, ...role, "--state", path.join(this.dir, spec.name), "--control", control, ...extraArgs];
     if (tokenFile) args.push("--token-file", tokenFile);
     const child = this.lab.spawn(spec.host, args, { logFile: path.join(this.dir, `${spec.name}.log`), env: DAEMON_ENV });
     await child.waitForLine(/"registered with NMS"/, START_TIMEOUT_MS);
@@ -148,4 +149,15 @@ ip route replace default via "$router"
     { mode: 0o755 },
   );
   return file;
+}
+
+/**
+ * Returns the Node.js options in the ExecStart line of the adapter's systemd
+ * unit, so the bench runs the adapter's daemon as the appliance does.
+ */
+export function adapterNodeOptions(): string[] {
+  const unit = fs.readFileSync(ADAPTER_UNIT, "utf8");
+  const exec = /^ExecStart=\/usr\/bin\/node((?: --\S+)*) \/usr\/lib\/cyphonic\/cyphonic\.cjs /m.exec(unit);
+  if (!exec) throw new Error(`${ADAPTER_UNIT} has no ExecStart line of the form "/usr/bin/node [OPTIONS] /usr/lib/cyphonic/cyphonic.cjs ..."`);
+  return exec[1]!.trim().split(/\s+/).filter(Boolean);
 }

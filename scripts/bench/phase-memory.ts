@@ -42,6 +42,7 @@ export async function runMemory(lab: BenchLab, overlay: BenchOverlay, config: Be
       const point = await sample(overlay, adapter, count, config.memory.rssSamples);
       record.points.push(point);
       log(`  ${count} general nodes: RSS ${megabytes(point.rssBytes)} MB`);
+      logProcesses(adapter, log);
     }
     if (config.memory.tunnelPeers > 0 && maxCount > 0) {
       log(`  ${config.memory.tunnelPeers} simulated peers open ${record.tunnelsRequested} tunnels`);
@@ -51,6 +52,7 @@ export async function runMemory(lab: BenchLab, overlay: BenchOverlay, config: Be
         const point = await sample(overlay, adapter, maxCount, config.memory.rssSamples);
         record.points.push(point);
         log(`  ${maxCount} general nodes, ${point.tunnels} tunnels: RSS ${megabytes(point.rssBytes)} MB`);
+        logProcesses(adapter, log);
       } finally {
         await sim.kill("SIGTERM");
       }
@@ -104,6 +106,34 @@ async function sample(overlay: BenchOverlay, adapter: RunningDaemon, generalNode
     ussBytes.push(treeUssBytes([adapter.process.pid]));
   }
   return { generalNodes, tunnels, rssBytes, ussBytes, processes: processTree([adapter.process.pid]).length };
+}
+
+/**
+ * Logs each process of the adapter's tree (the daemon and its dataplane
+ * worker) with its RSS, proportional set size (Pss) and private pages
+ * (Private_Clean + Private_Dirty), from /proc/PID/smaps_rollup, in MB.
+ */
+function logProcesses(adapter: RunningDaemon, log: (line: string) => void): void {
+  for (const pid of processTree([adapter.process.pid])) {
+    const memory = processMemory(pid);
+    if (!memory) continue;
+    const mb = (kB: number): string => ((kB * 1024) / 1e6).toFixed(1);
+    log(`    pid ${pid} ${memory.command}: RSS ${mb(memory.rssKb)} MB, PSS ${mb(memory.pssKb)} MB, private ${mb(memory.privateKb)} MB`);
+  }
+}
+
+/** Returns the command line and the smaps_rollup totals of a process in kB, or null when it exited. */
+function processMemory(pid: number): { command: string; rssKb: number; pssKb: number; privateKb: number } | null {
+  let rollup: string;
+  let command: string;
+  try {
+    rollup = fs.readFileSync(`/proc/${pid}/smaps_rollup`, "utf8");
+    command = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean).slice(0, 4).join(" ");
+  } catch {
+    return null;
+  }
+  const field = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, "m").exec(rollup)?.[1] ?? 0);
+  return { command, rssKb: field("Rss"), pssKb: field("Pss"), privateKb: field("Private_Clean") + field("Private_Dirty") };
 }
 
 /** Returns a locally administered unicast MAC (bit 1 of the first octet set, bit 0 clear), which no vendor assigns. */

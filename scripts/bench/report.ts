@@ -4,6 +4,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { SystemFigures, TargetResult, allFigures, evaluateTargets, fmt } from "./figures.js";
+import { adapterNodeOptions } from "./overlay.js";
 import { writePlot } from "./plot.js";
 import type { RunRecord } from "./results.js";
 import { Summary, percentile, summarize } from "./stats.js";
@@ -152,7 +153,7 @@ function renderMemory(run: RunRecord, add: (...lines: string[]) => void): void {
   if (!memory) return;
   add("## Results: adapter memory", "");
   add(
-    "The test starts a fresh `cyphonic adapter` on the host `adapter`. General nodes are registered with `cyphonic admin general add` and made-up MACs, and the adapter hosts one member per general node. The resident set size is VmRSS from /proc/PID/status of the adapter's process tree, sampled once a second after each step settled.",
+    "The test starts a fresh `cyphonic adapter` on the host `adapter`, with the Node.js options of its systemd unit (`" + adapterNodeOptions().join(" ") + "`, read from the unit file), as every adapter in this run starts. General nodes are registered with `cyphonic admin general add` and made-up MACs, and the adapter hosts one member per general node. The resident set size is VmRSS from /proc/PID/status of the adapter's process tree, sampled once a second after each step settled.",
     `For the tunnels, ${plural(run.config.memory.tunnelPeers, "simulated peer")} on cn2 (scripts/bench/sim-tunnel-peers.ts, built from the node daemon's own Member class) request a route to every general node, and the adapter's members open the tunnels.`,
     "",
   );

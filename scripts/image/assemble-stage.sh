@@ -3,18 +3,23 @@
 # image/stage-cyphonic whose 01-cyphonic/files/ gets the bundle, the npm
 # packages that the bundle loads at run time (installed for linux-arm64), the
 # overlay files with overlay/MANIFEST, and a BUILD line naming the commit.
-# Needs dist/cyphonic.cjs (make build), npm, and network access to the npm
-# registry for the arm64 binary packages.
+# Needs dist/cyphonic.cjs and dist/dataplane.cjs (make build), npm, and
+# network access to the npm registry for the arm64 binary packages.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 IMAGE_LOG_TAG=assemble-stage
 cd "$IMAGE_REPO_ROOT"
 
 readonly BUNDLE=dist/cyphonic.cjs
+# The dataplane worker's bundle, which the daemon forks from the directory of
+# cyphonic.cjs. Its external packages are a subset of cyphonic.cjs's.
+readonly DATAPLANE_BUNDLE=dist/dataplane.cjs
 readonly NPM_ARM64_DIR=$IMAGE_WORK_DIR/npm-linux-arm64
 readonly FILES_DIR=$IMAGE_ASSEMBLED_STAGE/01-cyphonic/files
 
-[[ -f $BUNDLE ]] || image_die "$BUNDLE is missing; run 'make build' first"
+for bundle in "$BUNDLE" "$DATAPLANE_BUNDLE"; do
+  [[ -f $bundle ]] || image_die "$bundle is missing; run 'make build' first"
+done
 
 # The npm packages for linux-arm64, at the versions of package-lock.json.
 # --ignore-scripts skips install scripts, which would build or download
@@ -57,6 +62,7 @@ mkdir -p "$IMAGE_WORK_DIR"
 cp -R "$IMAGE_DIR/$IMAGE_STAGE_NAME" "$IMAGE_ASSEMBLED_STAGE"
 mkdir -p "$FILES_DIR"
 cp "$BUNDLE" "$FILES_DIR/cyphonic.cjs"
+cp "$DATAPLANE_BUNDLE" "$FILES_DIR/dataplane.cjs"
 cp -R overlay "$FILES_DIR/overlay"
 commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 dirty=""

@@ -578,7 +578,7 @@ test("adapter unit privileges and sandbox", () => {
 test("adapter command matches overlay files", () => {
   const unit = readUnit(ADAPTER_UNIT);
   const command = iniValue(unit, "Service", "ExecStart");
-  assert.equal(command, `/usr/bin/node /usr/lib/cyphonic/cyphonic.cjs adapter --config ${ADAPTER_CONFIG}`);
+  assert.equal(command, `/usr/bin/node --max-semi-space-size=1 /usr/lib/cyphonic/cyphonic.cjs adapter --config ${ADAPTER_CONFIG}`);
   assert.deepEqual(iniValues(unit, "Service", "EnvironmentFile"), [], "the configuration file replaces the environment file");
 
   const config = readAdapterConfig();

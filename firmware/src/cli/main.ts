@@ -5,15 +5,23 @@ import { SettingsError } from "../cloud/settings.js";
 import { ProvisioningError } from "../node/provision.js";
 import { TokenFileError } from "../node/token-file.js";
 import { logger, setDefaultLogLevel } from "../util/log.js";
-import { ADAPTER_USAGE, runAdapter } from "./adapter-command.js";
-import { ADMIN_USAGE, runAdmin } from "./admin-command.js";
-import { APPLIANCE_PROVISION_USAGE, runApplianceProvision } from "./appliance-command.js";
-import { CLOUD_USAGE, runCloud } from "./cloud-command.js";
-import { runDataplaneWorker } from "../dataplane/worker.js";
 import { ExitStatus, UsageError } from "./common.js";
-import { NODE_USAGE, STATUS_USAGE, runNode, runStatus } from "./node-command.js";
 
-const USAGE = `usage: cyphonic COMMAND [options]
+// Each command's module is imported when the command runs, and esbuild
+// evaluates a dynamically imported module only then. So the adapter and the
+// node daemon do not load the cloud services, their SQLite store or
+// better-sqlite3.
+
+/** Returns the help text, which imports every command's module for its usage. */
+async function usage(): Promise<string> {
+  const [{ CLOUD_USAGE }, { ADMIN_USAGE }, { NODE_USAGE, STATUS_USAGE }, { ADAPTER_USAGE }, { APPLIANCE_PROVISION_USAGE }] = await Promise.all([
+    import("./cloud-command.js"),
+    import("./admin-command.js"),
+    import("./node-command.js"),
+    import("./adapter-command.js"),
+    import("./appliance-command.js"),
+  ]);
+  return `usage: cyphonic COMMAND [options]
 
 commands:
   cloud     run AS, NMS and TRS in one process
@@ -36,6 +44,7 @@ ${STATUS_USAGE}
 
 ${APPLIANCE_PROVISION_USAGE}
 `;
+}
 
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
@@ -44,30 +53,31 @@ async function main(argv: string[]): Promise<void> {
     case "as":
     case "nms":
     case "trs":
-      return runCloud(command, rest);
+      return (await import("./cloud-command.js")).runCloud(command, rest);
     case "admin":
       setDefaultLogLevel("warn");
-      return runAdmin(rest);
+      return (await import("./admin-command.js")).runAdmin(rest);
     case "node":
-      return runNode(rest);
+      return (await import("./node-command.js")).runNode(rest);
     case "adapter":
-      return runAdapter(rest);
+      return (await import("./adapter-command.js")).runAdapter(rest);
     case "status":
       setDefaultLogLevel("warn");
-      return runStatus(rest);
+      return (await import("./node-command.js")).runStatus(rest);
     case "appliance-provision":
-      return runApplianceProvision(rest);
+      return (await import("./appliance-command.js")).runApplianceProvision(rest);
     case "dataplane":
-      // Internal: the node daemon starts its dataplane worker with this command.
-      return runDataplaneWorker(rest[0] === "--tun" ? rest[1] : undefined);
+      // Internal: the node daemon starts its dataplane worker with this
+      // command when it runs from source. The bundle forks dist/dataplane.cjs.
+      return (await import("../dataplane/worker.js")).runDataplaneWorker(rest[0] === "--tun" ? rest[1] : undefined);
     case "help":
     case "--help":
     case "-h":
     case undefined:
-      process.stdout.write(USAGE);
+      process.stdout.write(await usage());
       return;
     default:
-      throw new UsageError(`unknown command "${command}"`, USAGE);
+      throw new UsageError(`unknown command "${command}"`, await usage());
   }
 }
 

@@ -1,10 +1,10 @@
 #!/bin/bash -e
-# Installs the adapter into the image: the esbuild bundle, the npm packages
+# Installs the adapter into the image: the esbuild bundles, the npm packages
 # that the bundle loads at run time (with their linux-arm64 binaries), and the
 # appliance files of overlay/ with the modes that overlay/MANIFEST gives.
 # scripts/image/assemble-stage.sh fills files/ before pi-gen runs this.
 
-for required in files/cyphonic.cjs files/node_modules files/overlay/MANIFEST files/BUILD; do
+for required in files/cyphonic.cjs files/dataplane.cjs files/node_modules files/overlay/MANIFEST files/BUILD; do
 	if [ ! -e "${required}" ]; then
 		echo "00-run.sh: ${PWD}/${required} is missing; assemble the stage with scripts/image/assemble-stage.sh" >&2
 		exit 1
@@ -13,6 +13,9 @@ done
 
 install -d -m 0755 "${ROOTFS_DIR}/usr/lib/cyphonic"
 install -m 0755 files/cyphonic.cjs "${ROOTFS_DIR}/usr/lib/cyphonic/cyphonic.cjs"
+# The dataplane worker, which the daemon forks with node from the directory of
+# cyphonic.cjs. It is not run by hand, so it has no shebang and no x bit.
+install -m 0644 files/dataplane.cjs "${ROOTFS_DIR}/usr/lib/cyphonic/dataplane.cjs"
 install -m 0644 files/BUILD "${ROOTFS_DIR}/usr/lib/cyphonic/BUILD"
 rm -rf "${ROOTFS_DIR}/usr/lib/cyphonic/node_modules"
 cp -R files/node_modules "${ROOTFS_DIR}/usr/lib/cyphonic/node_modules"

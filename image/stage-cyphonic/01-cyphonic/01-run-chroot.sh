@@ -21,4 +21,7 @@ done
 # The bundle loads koffi and sodium-native at start, so this fails when a
 # linux-arm64 binary is missing or does not load with this Node.js.
 node /usr/lib/cyphonic/cyphonic.cjs help >/dev/null
+# The worker's bundle is only forked by the running daemon, so here it is
+# checked for syntax only.
+node --check /usr/lib/cyphonic/dataplane.cjs
 node --version

@@ -167,6 +167,35 @@ test("keep-alive timer flushes", async (t) => {
   assert.equal(readLastSeen.get(node.id)?.last_seen, NOW + 5);
 });
 
+test("keep-alive timer yields between batches", async (t) => {
+  const path = join(makeTempDir(t), "cloud.db");
+  const store = new CloudStore(path, { ...TEST_CONFIG, keepAliveFlushMs: 20 });
+  t.after(() => store.close());
+  // More nodes than one batch (250), so a flush takes more than one turn of the event loop.
+  const count = 600;
+  for (let i = 0; i < count; i++) {
+    const node = store.createNode(`n${i}`, "node");
+    store.registerLocation(node.id, { localAddresses: [], observedAddress: "192.0.2.1", observedPort: 4000 }, NOW);
+    store.touchLocation(node.id, NOW + 5);
+  }
+
+  const reader = new Database(path, { readonly: true });
+  t.after(() => reader.close());
+  const countWritten = reader.prepare<[number], { n: number }>("SELECT count(*) AS n FROM locations WHERE last_seen = ?");
+  // Polling with setImmediate runs between the flush's batches, which it schedules the same way.
+  const seen = new Set<number>();
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline) {
+    const written = countWritten.get(NOW + 5)!.n;
+    seen.add(written);
+    if (written === count) break;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  assert.ok(seen.has(count), `all ${count} keep-alive times written; counts seen: ${[...seen].join(", ")}`);
+  const partial = [...seen].filter((n) => n > 0 && n < count);
+  assert.ok(partial.length > 0, `the event loop ran during the flush; counts seen: ${[...seen].join(", ")}`);
+});
+
 test("close flushes keep-alives", (t) => {
   const path = join(makeTempDir(t), "cloud.db");
   const first = new CloudStore(path, TEST_CONFIG);

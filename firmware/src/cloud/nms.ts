@@ -11,7 +11,7 @@ import { Source } from "../transport/path.js";
 import { SignalChannel } from "../transport/signal-channel.js";
 import { logger } from "../util/log.js";
 import { NodeLocation, selectRoute } from "./route-selection.js";
-import { CloudStore, LocationRecord, NodeRecord } from "./store/index.js";
+import { CloudStore, LocationRecord, NodeRecord, RouteRecord } from "./store/index.js";
 
 const log = logger("nms");
 
@@ -154,11 +154,19 @@ export class NodeManagementService {
    */
   private reroute(nodeId: number): void {
     if (!this.rerouteLimiter.allow(nodeId)) return;
+    this.opts.store
+      .routesOf(nodeId)
+      .then((routes) => this.rerouteAlong(nodeId, routes))
+      // The receive path's try/catch does not cover a continuation, so a failure is logged here.
+      .catch((err: unknown) => log.error({ err, node: nodeId }, "failed to select the routes of a moved node again"));
+  }
+
+  private rerouteAlong(nodeId: number, routes: RouteRecord[]): void {
     const store = this.opts.store;
     const moved = store.getNodeById(nodeId);
     const movedLocation = moved && this.locate(moved);
     if (!moved || !movedLocation) return;
-    for (const route of store.routesOf(nodeId)) {
+    for (const route of routes) {
       const other = store.getNodeById(route.nodeA === nodeId ? route.nodeB : route.nodeA);
       const otherLocation = other && this.locate(other);
       if (!other?.publicKey || !otherLocation || !this.peerOf(other.id)?.current) continue;
@@ -212,16 +220,30 @@ export class NodeManagementService {
     if (!peerLocation) return fail("offline", `${node.fqdn} is offline`);
 
     const started = process.hrtime.bigint();
-    const route = this.opts.store.routeFor(requester.id, node.id);
-    const { forRequester, forPeer } = this.buildRoutes(route.routeId, requester, requesterLocation, node, peerLocation);
-    // The peer learns first, so it accepts the requester's handshake when it arrives.
-    this.instruct(node.id, forPeer);
-    this.channel.signal(peer, { type: SignalType.RouteResponse, requestId, route: forRequester });
-    this.channel.engine.counters.add("route.selected");
-    log.info(
-      { node: requester.id, peer: node.id, route: route.routeId, path: forRequester.path === Path.Direct ? "direct" : "relay", reason: forRequester.reason, selectUs: Number(process.hrtime.bigint() - started) / 1000 },
-      "route selected",
-    );
+    // The route id goes out only once it is on disk. Meanwhile the event loop serves other nodes.
+    store
+      .routeFor(requester.id, node.id)
+      .then(
+        (route) => {
+          const { forRequester, forPeer } = this.buildRoutes(route.routeId, requester, requesterLocation, node, peerLocation);
+          // The peer learns first, so it accepts the requester's handshake when it arrives.
+          this.instruct(node.id, forPeer);
+          this.channel.signal(peer, { type: SignalType.RouteResponse, requestId, route: forRequester });
+          this.channel.engine.counters.add("route.selected");
+          const selectUs = Number(process.hrtime.bigint() - started) / 1000;
+          const path = forRequester.path === Path.Direct ? "direct" : "relay";
+          log.info({ node: requester.id, peer: node.id, route: route.routeId, path, reason: forRequester.reason, selectUs }, "route selected");
+        },
+        (err: unknown) => {
+          log.error({ err, node: requester.id, peer: node.id }, "failed to store a route");
+          fail("internal_error", "the NMS failed to store the route; try again");
+        },
+      )
+      // The receive path's try/catch does not cover a continuation, so a failure is counted and logged here.
+      .catch((err: unknown) => {
+        this.channel.engine.counters.add("drop.internal_error");
+        log.error({ err, node: requester.id, peer: node.id }, "failed to send a selected route");
+      });
   }
 
   private locate(node: NodeRecord): NodeLocation | null {

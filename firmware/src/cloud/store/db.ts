@@ -32,6 +32,33 @@ export function openDatabase(path: string): Database.Database {
   return db;
 }
 
+/**
+ * Runs writes with synchronous = NORMAL and restores FULL after each. Their
+ * commits reach the WAL without an fsync, so they survive a crash of this
+ * process but not a power loss until the WAL is synced (by WalSync, a later
+ * FULL commit or a checkpoint). Use it for writes that are synced off the
+ * event loop or that may be lost.
+ */
+export class UnsyncedWrites {
+  private readonly normal: Database.Statement;
+  private readonly full: Database.Statement;
+
+  constructor(db: Database.Database) {
+    // Prepared once: Database.pragma() compiles its statement on every call.
+    this.normal = db.prepare("PRAGMA synchronous = NORMAL");
+    this.full = db.prepare("PRAGMA synchronous = FULL");
+  }
+
+  run<T>(write: () => T): T {
+    this.normal.run();
+    try {
+      return write();
+    } finally {
+      this.full.run();
+    }
+  }
+}
+
 function configure(db: Database.Database, inMemory: boolean): void {
   // WAL lets the AS and NMS read while the other writes. It needs shared
   // memory, so it fails on some network file systems, and then SQLite keeps

@@ -3,6 +3,7 @@
 import type Database from "better-sqlite3";
 import { MAX_ENDPOINTS } from "../../protocol/endpoint.js";
 import { logger } from "../../util/log.js";
+import type { UnsyncedWrites } from "./db.js";
 import { type Endpoint, formatEndpoint, normalizeAddress, parseEndpoint, validatePort } from "./endpoint.js";
 import { StoreError, isSqliteError } from "./errors.js";
 
@@ -57,7 +58,10 @@ export class LocationRegistry {
   /** Keep-alive times (ms) not yet written, by node id. */
   private readonly pendingLastSeen = new Map<number, number>();
 
-  constructor(db: Database.Database) {
+  constructor(
+    db: Database.Database,
+    private readonly unsynced: UnsyncedWrites,
+  ) {
     this.upsert = db.prepare(
       `INSERT INTO locations (node_id, local_addresses, observed_address, observed_port, family, napt,
                               last_seen, registered_at)
@@ -132,6 +136,31 @@ export class LocationRegistry {
     const entries = [...this.pendingLastSeen.entries()];
     this.flushTransaction.immediate(entries);
     this.pendingLastSeen.clear();
+  }
+
+  /**
+   * Writes at most `max` pending keep-alives, in the order they were first
+   * buffered, in one transaction without an fsync, and returns how many are
+   * still pending. The caller syncs the WAL afterwards (CloudStore does so off
+   * the event loop). Until then a power loss may lose these times, which is
+   * acceptable for soft state: the node sends the next keep-alive within an
+   * interval and registers again after a restart of the NMS.
+   */
+  flushSome(max: number): number {
+    const entries: [number, number][] = [];
+    for (const entry of this.pendingLastSeen) {
+      if (entries.length >= max) break;
+      entries.push(entry);
+    }
+    if (entries.length === 0) return 0;
+    this.unsynced.run(() => this.flushTransaction.immediate(entries));
+    for (const [nodeId] of entries) this.pendingLastSeen.delete(nodeId);
+    return this.pendingLastSeen.size;
+  }
+
+  /** Number of keep-alive times not yet written. */
+  get pendingCount(): number {
+    return this.pendingLastSeen.size;
   }
 
   /** Returns the location of node `nodeId` with pending keep-alives applied. */

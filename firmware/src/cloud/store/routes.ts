@@ -25,7 +25,7 @@ export class RouteTable {
   private readonly byPair: Database.Statement<[number, number], RouteRow>;
   private readonly insert: Database.Statement<[number, number, number, number], void>;
   private readonly byNode: Database.Statement<[number, number], RouteRow>;
-  private readonly create: Database.Transaction<(a: number, b: number, now: number) => RouteRecord>;
+  private readonly create: Database.Transaction<(a: number, b: number, now: number) => { route: RouteRecord; created: boolean }>;
 
   constructor(db: Database.Database) {
     this.byId = db.prepare("SELECT * FROM routes WHERE route_id = ?");
@@ -34,19 +34,22 @@ export class RouteTable {
     this.insert = db.prepare("INSERT OR IGNORE INTO routes (route_id, node_a, node_b, created_at) VALUES (?, ?, ?, ?)");
     this.create = db.transaction((a: number, b: number, now: number) => {
       const existing = this.byPair.get(a, b);
-      if (existing) return toRecord(existing);
+      if (existing) return { route: toRecord(existing), created: false };
       for (;;) {
         // Random ids: a node cannot guess the route of another pair.
         const id = randomInt(1, 2 ** 32);
         if (this.byId.get(id)) continue;
         this.insert.run(id, a, b, now);
-        return toRecord(this.byId.get(id)!);
+        return { route: toRecord(this.byId.get(id)!), created: true };
       }
     });
   }
 
-  /** Returns the pair's route, creating it on first use. The order of the two ids does not matter. */
-  routeFor(nodeX: number, nodeY: number, now = Date.now()): RouteRecord {
+  /**
+   * Returns the pair's route, creating it on first use, and whether this call
+   * created it. The order of the two ids does not matter.
+   */
+  routeFor(nodeX: number, nodeY: number, now = Date.now()): { route: RouteRecord; created: boolean } {
     return this.create.immediate(Math.min(nodeX, nodeY), Math.max(nodeX, nodeY), now);
   }
 

@@ -36,6 +36,10 @@ const DOMAIN = "cyphonic.internal";
 const TARGET_HOSTNAME = /^TARGET_HOSTNAME=(\S+)$/m.exec(fs.readFileSync(path.join(REPO_ROOT, "image", "config"), "utf8"))?.[1];
 const AS_PORT = 7400;
 const TUNNEL_PORT = 7000;
+/** Bytes of the TCP stream through the adapter: about 3,000 full-size packets, so many batches. */
+const STREAM_BYTES = 4 * 1024 * 1024;
+const STREAM_PORT = 5001;
+const LAB_FIXTURES = path.join(REPO_ROOT, "test", "lab", "fixtures");
 
 // The appliance's WAN is a port of a bridge on nata's LAN, where nata serves
 // DHCP from this pool. Its LAN is a port of the lab's bridge to gn and gn2.
@@ -306,6 +310,21 @@ describe("appliance image in QEMU", { timeout: 45 * 60_000 }, () => {
     const output = await pingCn2FromGn();
     assert.match(output, /3 received/, output);
     assert.match(output, new RegExp(`PING ${cn2.fqdn.replace(/\./g, "\\.")} \\(${cn2.virtualIP.replace(/\./g, "\\.")}\\)`));
+  });
+
+  test("general node sends a TCP stream through the adapter", async () => {
+    // A stream makes the worker read packets in batches and send them with
+    // UDP segmentation offload, which only a burst exercises: on arm64 that
+    // checks the sendmsg structures that koffi builds.
+    const receiver = spawn(ns.cn2, ["node", "--import", "tsx", path.join(LAB_FIXTURES, "stream-receiver.ts"), cn2.virtualIP, String(STREAM_PORT)], "stream-receiver.log");
+    await receiver.waitForLine(/listening/, 10_000);
+    const sender = spawn(ns.gn, ["node", "--import", "tsx", path.join(LAB_FIXTURES, "stream-sender.ts"), cn2.virtualIP, String(STREAM_PORT), String(STREAM_BYTES), "1"], "stream-sender.log");
+    const sent = JSON.parse(await sender.waitForLine(/sha256/, 120_000)) as { bytes: number; sha256: string };
+    const received = JSON.parse(await receiver.waitForLine(/sha256/, 30_000)) as { bytes: number; sha256: string };
+    assert.equal(sent.bytes, STREAM_BYTES);
+    assert.equal(received.bytes, STREAM_BYTES);
+    assert.equal(received.sha256, sent.sha256);
+    assert.doesNotMatch(vm.console(), /cannot segment UDP sends|UDP send failed/);
   });
 
   test("power off leaves the identity and removes the token file", async () => {

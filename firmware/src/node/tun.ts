@@ -3,8 +3,13 @@
 // The device carries bare IP packets (IFF_TUN | IFF_NO_PI), and the kernel
 // deletes it when the file descriptor closes because it is not persistent.
 //
-// Node.js has no ioctl, so TUNSETIFF goes through koffi to libc. Reads use a
-// libuv stream handle on the descriptor: each read(2) on a TUN descriptor
+// Node.js has no ioctl, so TUNSETIFF goes through koffi to libc. The daemon
+// creates and configures the interface here (createTunInterface,
+// configureTunInterface) and hands the descriptor to its dataplane worker,
+// which reads and writes it in its own packet loop (dataplane/packet-loop.ts).
+//
+// TunDevice reads through a libuv stream handle instead, for programs without
+// a worker, such as the lab's test tools: each read(2) on a TUN descriptor
 // returns exactly one packet, and a flowing Readable emits each read as its
 // own 'data' chunk, so one chunk is one packet. On one 2-vCPU x86_64 VM,
 // fs.read loops reached 9-20k packets/s, and this stream read 80-186k

@@ -214,3 +214,40 @@ test("packet loop sends oversized batches unsegmented", { skip: process.getuid?.
   assert.equal(result.errors, 0);
   assert.equal(result.segmented, 0);
 });
+
+test("packet loop yields within a slow batch", async (t) => {
+  const socket = DataplaneUdpSocket.open(0);
+  const counters = new Counters();
+  const loop = new PacketLoop({ tunFd: null, socket, channelFd: null, counters, log });
+  t.after(() => {
+    loop.stop();
+    socket.close();
+  });
+  // Each datagram takes 3 ms, as a send waiting for a full socket buffer
+  // would, so a batch of 40 takes 120 ms without a yield.
+  let handled = 0;
+  const fast = {
+    receiveDatagram() {
+      const until = Date.now() + 3;
+      while (Date.now() < until);
+      handled++;
+    },
+    receivePacket() {},
+  } as unknown as FastPath;
+  loop.start(fast);
+
+  const sender = await peer("udp4", "127.0.0.1");
+  t.after(() => sender.close());
+  // The event loop's longest stall while the batch is handled.
+  let last = Date.now();
+  let longestGapMs = 0;
+  const ticker = setInterval(() => {
+    longestGapMs = Math.max(longestGapMs, Date.now() - last);
+    last = Date.now();
+  }, 1);
+  t.after(() => clearInterval(ticker));
+  await Promise.all(Array.from({ length: 40 }, (_, i) => sendTo(sender, `d${i}`, socket.port, "127.0.0.1")));
+  await waitFor("all datagrams", () => (handled === 40 ? true : null));
+  // A slice is 10 ms, so the stall is one slice plus the datagram in hand, with room for a slow machine.
+  assert.ok(longestGapMs < 60, `event loop stalled for ${longestGapMs} ms`);
+});

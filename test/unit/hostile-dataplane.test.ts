@@ -4,7 +4,7 @@
 // restarts and is flooded while the control plane stalls.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import dgram from "node:dgram";
 import fs from "node:fs";
@@ -499,6 +499,109 @@ test("restarts leak no handles", async () => {
     assert.equal(setup.dataplane.status().restarts, 4);
     assert.equal(setup.b.engine.counters.get("handshake.responses_sent"), 1, "no new handshake");
     assert.equal(setup.b.engine.counters.get("drop.replay"), 0, "no counter was used twice");
+  } finally {
+    setup.close();
+  }
+});
+
+/**
+ * Floods port from another process for durationMs without blocking this one:
+ * junk of every kind (random bytes, unknown transport indexes, empty
+ * datagrams, forged initiations) from `sources` sockets, in bursts of 64 each millisecond.
+ */
+function floodJunk(port: number, durationMs: number, sources: number): Promise<number> {
+  const flood = `
+    const dgram = require("node:dgram");
+    const { randomBytes } = require("node:crypto");
+    const sockets = Array.from({ length: ${sources} }, () => dgram.createSocket("udp4"));
+    const junk = [Buffer.alloc(0), Buffer.from([4]), randomBytes(1400), randomBytes(60), randomBytes(65_507)];
+    for (let i = 0; i < 32; i++) {
+      const transport = randomBytes(32 + ((i * 97) % 1400));
+      transport[0] = 4;
+      junk.push(transport);
+    }
+    // Initiations of the right size, which the worker forwards to the control plane unchecked.
+    for (let i = 0; i < 4; i++) {
+      const initiation = randomBytes(${INITIATION_MIN_BYTES});
+      initiation[0] = 1;
+      junk.push(initiation);
+    }
+    let sent = 0;
+    const end = Date.now() + ${durationMs};
+    const burst = () => {
+      for (let k = 0; k < 64; k++, sent++) sockets[sent % sockets.length].send(junk[sent % junk.length], ${port}, "127.0.0.1");
+      if (Date.now() < end) setTimeout(burst, 1);
+      else setTimeout(() => { sockets.forEach((s) => s.close()); console.log(sent); }, 200);
+    };
+    burst();`;
+  const child = spawn(process.execPath, ["-e", flood], { stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+  return new Promise((resolve, reject) => child.on("exit", (code) => (code === 0 ? resolve(Number(out.trim())) : reject(new Error(`flood exited with ${code}`)))));
+}
+
+function residentBytes(pid: number): number {
+  const match = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(match![1]) * 1024;
+}
+
+test("junk flood keeps heartbeats answered", async () => {
+  const setup = await setupWorker();
+  try {
+    await setup.exchange(1);
+    const pid = setup.dataplane.status().pid!;
+    const rssBefore = residentBytes(pid);
+    // The supervisor's time of the last heartbeat reply, sampled every 10 ms.
+    const lastPong = () => (setup.dataplane as unknown as { lastPongMs: number }).lastPongMs;
+    let maxGapMs = 0;
+    const sampler = setInterval(() => (maxGapMs = Math.max(maxGapMs, Date.now() - lastPong())), 10);
+    let rssPeak = rssBefore;
+    const rssSampler = setInterval(() => (rssPeak = Math.max(rssPeak, residentBytes(pid))), 100);
+    let sent: number;
+    try {
+      sent = await floodJunk(setup.dataplane.port, 4_000, 512);
+    } finally {
+      clearInterval(sampler);
+      clearInterval(rssSampler);
+    }
+    await setup.exchange(2);
+
+    const counters = setup.dataplane.countersSnapshot();
+    const dropped = Object.entries(counters)
+      .filter(([name]) => name.startsWith("drop."))
+      .reduce((sum, [, count]) => sum + count, 0);
+    assert.ok(dropped >= sent / 4, `the worker dropped ${dropped} of ${sent} junk datagrams, so the flood did not arrive`);
+    assert.equal(setup.dataplane.status().pid, pid, "the worker was replaced during the flood");
+    assert.equal(setup.dataplane.status().restarts, 0);
+    assert.equal(counters["dataplane.hangs"] ?? 0, 0);
+    // Pings leave every 250 ms, so a gap under 750 ms means at most two late replies, and six condemn a worker.
+    assert.ok(maxGapMs < 750, `the longest time without a heartbeat reply was ${maxGapMs} ms`);
+    assert.ok(rssPeak - rssBefore < 64 * 1024 * 1024, `the worker grew by ${((rssPeak - rssBefore) / 1e6).toFixed(1)} MB under the flood`);
+    console.log(JSON.stringify({ sent, dropped, maxGapMs, rssBeforeMB: rssBefore / 1e6, rssPeakMB: rssPeak / 1e6 }));
+  } finally {
+    setup.close();
+  }
+});
+
+test("worker stopped under flood is kept", async () => {
+  // While the worker is stopped, the flood fills its 4 MiB receive buffer.
+  // After SIGCONT it must reply to the waiting heartbeats before it has
+  // worked through that backlog.
+  const setup = await setupWorker();
+  try {
+    await setup.exchange(1);
+    const pid = setup.dataplane.status().pid!;
+    const flood = floodJunk(setup.dataplane.port, 2_500, 64);
+    await sleep(500);
+    // Three heartbeats go unanswered, fewer than the six that condemn a worker.
+    process.kill(pid, "SIGSTOP");
+    await sleep(750);
+    process.kill(pid, "SIGCONT");
+    await flood;
+    await setup.exchange(2);
+    assert.equal(setup.dataplane.status().pid, pid);
+    assert.equal(setup.dataplane.status().restarts, 0);
+    assert.equal(setup.dataplane.countersSnapshot()["dataplane.hangs"] ?? 0, 0);
   } finally {
     setup.close();
   }

@@ -65,6 +65,8 @@ export class PacketLoop {
   private lastEndpoint: Endpoint | null = null;
   private lastSource: Source | null = null;
   private yieldRequested = false;
+  /** End of the current slice: the read loops stop there, even within a batch, so a slow send cannot hold heartbeats for long. */
+  private sliceEndsMs = 0;
   /** True while the loop handles a batch of reads, whose sends are queued as segments. */
   private batching = false;
   /** Cleared when the kernel or the outgoing device cannot segment UDP. */
@@ -114,7 +116,15 @@ export class PacketLoop {
    * when the destination or size changes, or when the queue is full.
    */
   sendUdp(datagram: Buffer, to: Endpoint): void {
-    if (!this.batching || !this.segmentation || datagram.length >= this.unsegmentedBytes) return this.sendOne(datagram, to);
+    // An empty datagram cannot be a segment (segment size 0 turns
+    // segmentation off), and one larger than the queue would be cut short.
+    // Either leaves alone, after the queue, so datagrams keep their order.
+    const alone = datagram.length === 0 || datagram.length > MAX_SEGMENTED_BYTES || datagram.length >= this.unsegmentedBytes;
+    if (!this.batching || !this.segmentation || alone) {
+      if (this.segmentCount > 0) this.flushSegments();
+      this.sendOne(datagram, to);
+      return;
+    }
     if (this.segmentCount > 0) {
       const fits =
         to === this.segmentsTo &&
@@ -142,7 +152,10 @@ export class PacketLoop {
     this.segmentsUsed = 0;
     this.segmentsTo = null;
     if (count === 0) return;
-    if (count === 1) return this.sendOne(this.segments.subarray(0, used), to);
+    if (count === 1) {
+      this.sendOne(this.segments.subarray(0, used), to);
+      return;
+    }
 
     const socket = this.options.socket;
     let code: number;
@@ -159,28 +172,35 @@ export class PacketLoop {
       return;
     }
     const name = errnoName(code);
-    if (name === "EMSGSIZE" || name === "EINVAL") {
-      // Segments must fit the route's MTU, because segmentation never
-      // fragments. Larger datagrams (relayed ones, say) are sent one by one
-      // from now on, and the kernel fragments them.
-      this.unsegmentedBytes = Math.min(this.unsegmentedBytes, this.segmentBytes);
-    } else if (name === "EIO" || name === "ENOPROTOOPT" || name === "EOPNOTSUPP") {
+    const tooLarge = name === "EMSGSIZE" || name === "EINVAL";
+    if (name === "EIO" || name === "ENOPROTOOPT" || name === "EOPNOTSUPP") {
       this.segmentation = false;
       this.options.log.info({ code: name }, "the kernel cannot segment UDP sends on this path, so datagrams are sent one by one");
     }
-    if (name === "EMSGSIZE" || name === "EINVAL" || !this.segmentation) {
+    if (tooLarge || !this.segmentation) {
       this.options.counters.add("send.segmentation_fallbacks");
+      let anySent = false;
       for (let offset = 0; offset < used; offset += this.segmentBytes) {
-        this.sendOne(this.segments.subarray(offset, Math.min(offset + this.segmentBytes, used)), to);
+        if (this.sendOne(this.segments.subarray(offset, Math.min(offset + this.segmentBytes, used)), to)) anySent = true;
       }
+      // Segments must fit the route's MTU, because segmentation never
+      // fragments. Larger datagrams (relayed ones, say) are sent one by one
+      // from now on, and the kernel fragments them. When the single sends
+      // fail as well, the error was the destination's (port 0, say), and
+      // segmentation stays as it was.
+      if (tooLarge && anySent) this.unsegmentedBytes = Math.min(this.unsegmentedBytes, this.segmentBytes);
       return;
     }
     this.options.counters.add(code === EAGAIN ? "send.drop.buffer_full" : "send.errors", count);
     this.dropLog.warn(`send:${name}`, { code: name, to, datagrams: count }, "UDP send failed");
   }
 
-  /** Sends one datagram; a full socket buffer holds the loop for up to SEND_WAIT_MS, as a blocking send would. */
-  private sendOne(datagram: Buffer, to: Endpoint): void {
+  /**
+   * Sends one datagram; a full socket buffer holds the loop for up to
+   * SEND_WAIT_MS, as a blocking send would. Returns true when the kernel took
+   * the datagram; a failure is counted and logged here.
+   */
+  private sendOne(datagram: Buffer, to: Endpoint): boolean {
     let code: number;
     try {
       code = this.options.socket.send(datagram, to);
@@ -188,12 +208,13 @@ export class PacketLoop {
     } catch (err) {
       this.options.counters.add("send.errors");
       this.dropLog.warn("send:invalid", { err, to }, "UDP send failed");
-      return;
+      return false;
     }
-    if (code === 0) return;
+    if (code === 0) return true;
     const name = errnoName(code);
     this.options.counters.add(code === EAGAIN ? "send.drop.buffer_full" : "send.errors");
     this.dropLog.warn(`send:${name}`, { code: name, to }, "UDP send failed");
+    return false;
   }
 
   /** Writes one IP packet to the TUN device. */
@@ -216,6 +237,7 @@ export class PacketLoop {
   private readonly run = (): void => {
     if (this.stopped) return;
     const started = Date.now();
+    this.sliceEndsMs = started + SLICE_MS;
     this.yieldRequested = false;
     for (;;) {
       writeCShort(this.pollfds, this.tunFd === null ? 0 : POLLIN, TUN_SLOT * POLLFD_BYTES + 4);
@@ -250,6 +272,7 @@ export class PacketLoop {
     const fd = this.tunFd!;
     const counters = this.options.counters;
     for (let i = 0; i < BATCH; i++) {
+      if (i > 0 && Date.now() >= this.sliceEndsMs) return;
       const n = this.calls.read(fd, this.tunBuffer, this.tunBuffer.length);
       if (n <= 0) {
         if (n === 0) return;
@@ -276,11 +299,14 @@ export class PacketLoop {
     const socket = this.options.socket;
     const counters = this.options.counters;
     for (let i = 0; i < BATCH; i++) {
+      if (i > 0 && Date.now() >= this.sliceEndsMs) return;
       let n: number;
       try {
         n = socket.receive(this.udpBuffer);
       } catch (err) {
-        // ICMP errors for an earlier send surface here once each; the next datagram is unaffected.
+        // Linux reports ICMP errors to an unconnected UDP socket only with
+        // IP_RECVERR, which is not set, so this error is unexpected. The next
+        // datagram is unaffected.
         counters.add("receive.errors");
         this.dropLog.warn(`receive:${(err as { code?: string }).code ?? "unknown"}`, { err }, "UDP receive failed");
         return;

@@ -3,7 +3,6 @@
 // path that throws.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import dgram from "node:dgram";
 import os from "node:os";
 import { FastPath } from "../../firmware/src/dataplane/fast-path.js";
@@ -13,7 +12,7 @@ import { Endpoint } from "../../firmware/src/protocol/endpoint.js";
 import { Source } from "../../firmware/src/transport/path.js";
 import { Counters } from "../../firmware/src/util/counters.js";
 import { logger } from "../../firmware/src/util/log.js";
-import { waitFor } from "./fixtures/dataplane.js";
+import { openPacketLoop, runWithSmallMtu, waitFor } from "./fixtures/dataplane.js";
 
 const log = logger("test");
 
@@ -123,13 +122,7 @@ test("packet loop counts send errors", (t) => {
 });
 
 test("packet loop survives a throwing fast path", async (t) => {
-  const socket = DataplaneUdpSocket.open(0);
-  const counters = new Counters();
-  const loop = new PacketLoop({ tunFd: null, socket, channelFd: null, counters, log });
-  t.after(() => {
-    loop.stop();
-    socket.close();
-  });
+  const { socket, counters, loop } = openPacketLoop(t);
   const sources: Source[] = [];
   const fast = {
     receiveDatagram(datagram: Buffer, source: Source) {
@@ -152,13 +145,7 @@ test("packet loop survives a throwing fast path", async (t) => {
 });
 
 test("packet loop segments a batch of sends", async (t) => {
-  const socket = DataplaneUdpSocket.open(0);
-  const counters = new Counters();
-  const loop = new PacketLoop({ tunFd: null, socket, channelFd: null, counters, log });
-  t.after(() => {
-    loop.stop();
-    socket.close();
-  });
+  const { socket, counters, loop } = openPacketLoop(t);
   const sink = await peer("udp4", "127.0.0.1");
   const other = await peer("udp4", "127.0.0.1");
   t.after(() => sink.close());
@@ -199,14 +186,7 @@ test("packet loop segments a batch of sends", async (t) => {
 });
 
 test("packet loop sends oversized batches unsegmented", { skip: process.getuid?.() !== 0 && "needs root for a network namespace" }, async (t) => {
-  const namespace = `cyseg-${process.pid}`;
-  const run = (args: string[]) => execFileSync("ip", args, { encoding: "utf8" });
-  run(["netns", "add", namespace]);
-  t.after(() => run(["netns", "delete", namespace]));
-  run(["-n", namespace, "link", "set", "lo", "mtu", "1300", "up"]);
-
-  const out = execFileSync("ip", ["netns", "exec", namespace, process.execPath, "--import", "tsx", "test/unit/fixtures/segment-fallback.ts"], { encoding: "utf8", timeout: 30_000 });
-  const result = JSON.parse(out.trim().split("\n").at(-1)!) as { sizes: number[]; fallbacksAfter: number[]; errors: number; segmented: number };
+  const result = runWithSmallMtu(t, "cyseg", "segment-fallback.ts") as { sizes: number[]; fallbacksAfter: number[]; errors: number; segmented: number };
   // Every datagram arrived whole: the kernel fragmented and reassembled it.
   assert.deepEqual(result.sizes, [1400, 1400, 1400, 1400, 1400, 1400]);
   // The first batch fell back once; the second went out unsegmented without trying.
@@ -216,13 +196,7 @@ test("packet loop sends oversized batches unsegmented", { skip: process.getuid?.
 });
 
 test("packet loop yields within a slow batch", async (t) => {
-  const socket = DataplaneUdpSocket.open(0);
-  const counters = new Counters();
-  const loop = new PacketLoop({ tunFd: null, socket, channelFd: null, counters, log });
-  t.after(() => {
-    loop.stop();
-    socket.close();
-  });
+  const { socket, loop } = openPacketLoop(t);
   // Each datagram takes 3 ms, as a send waiting for a full socket buffer
   // would, so a batch of 40 takes 120 ms without a yield.
   let handled = 0;

@@ -4,18 +4,13 @@
 // 0, and the order of a batch when some datagrams cannot be segmented.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import dgram from "node:dgram";
 import { FastPath } from "../../firmware/src/dataplane/fast-path.js";
 import { PacketLoop } from "../../firmware/src/dataplane/packet-loop.js";
-import { DataplaneUdpSocket } from "../../firmware/src/dataplane/udp-socket.js";
 import { Endpoint } from "../../firmware/src/protocol/endpoint.js";
 import { Source } from "../../firmware/src/transport/path.js";
-import { Counters } from "../../firmware/src/util/counters.js";
-import { logger } from "../../firmware/src/util/log.js";
-import { waitFor } from "./fixtures/dataplane.js";
+import { openPacketLoop, runWithSmallMtu, waitFor } from "./fixtures/dataplane.js";
 
-const log = logger("test");
 
 type After = { after(fn: () => void): void };
 
@@ -32,13 +27,7 @@ function sendTo(socket: dgram.Socket, payload: Buffer | string, port: number, ad
 
 /** Starts a packet loop on a new socket with a fast path whose receiveDatagram is `onDatagram`. */
 function startLoop(t: After, onDatagram: (datagram: Buffer, source: Source, loop: PacketLoop) => void) {
-  const socket = DataplaneUdpSocket.open(0);
-  const counters = new Counters();
-  const loop = new PacketLoop({ tunFd: null, socket, channelFd: null, counters, log });
-  t.after(() => {
-    loop.stop();
-    socket.close();
-  });
+  const { socket, counters, loop } = openPacketLoop(t);
   const fast = {
     receiveDatagram: (datagram: Buffer, source: Source) => onDatagram(datagram, source, loop),
     receivePacket() {},
@@ -160,13 +149,6 @@ test("packet loop keeps up with many sources", async (t) => {
 });
 
 test("unsegmented datagram keeps batch order", { skip: process.getuid?.() !== 0 && "needs root for a network namespace" }, (t) => {
-  const namespace = `cyorder-${process.pid}`;
-  const run = (args: string[]) => execFileSync("ip", args, { encoding: "utf8" });
-  run(["netns", "add", namespace]);
-  t.after(() => run(["netns", "delete", namespace]));
-  run(["-n", namespace, "link", "set", "lo", "mtu", "1300", "up"]);
-
-  const out = execFileSync("ip", ["netns", "exec", namespace, process.execPath, "--import", "tsx", "test/unit/fixtures/segment-order.ts"], { encoding: "utf8", timeout: 30_000 });
-  const result = JSON.parse(out.trim().split("\n").at(-1)!) as { arrived: string[] };
+  const result = runWithSmallMtu(t, "cyorder", "segment-order.ts") as { arrived: string[] };
   assert.deepEqual(result.arrived, ["big-0", "big-1", "a", "b", "big-2", "c"]);
 });

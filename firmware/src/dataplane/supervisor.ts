@@ -199,7 +199,12 @@ export class DataplaneSupervisor implements UdpSocket {
       stdio: ["ignore", "inherit", "inherit", "ipc", this.options.tun?.fd ?? "ignore"],
       serialization: "advanced",
       // For profiling the worker alone, e.g. CYPHONIC_DATAPLANE_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof".
-      execArgv: [...process.execArgv, ...WORKER_NODE_OPTIONS, ...(process.env.CYPHONIC_DATAPLANE_NODE_ARGS ?? "").split(" ").filter(Boolean)],
+      execArgv: [
+        ...process.execArgv,
+        // The adapter's unit passes the same option to the daemon, and twice would only clutter `ps`.
+        ...WORKER_NODE_OPTIONS.filter((option) => !process.execArgv.includes(option)),
+        ...(process.env.CYPHONIC_DATAPLANE_NODE_ARGS ?? "").split(" ").filter(Boolean),
+      ],
     });
     this.child = child;
     this.ready = false;

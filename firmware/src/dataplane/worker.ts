@@ -88,6 +88,9 @@ export async function runDataplaneWorker(tunName: string | undefined): Promise<v
       send({ t: "fatal", message: (err as Error).message });
       process.exit(1);
     }
+    // NOTE: Node.js does not document process.channel.fd. Without it the loop
+    // still reaches the event loop every 10 ms under load and every 50 ms
+    // when idle, so heartbeats arrive late but well inside the watchdog's 1.5 s.
     const channelFd = (process.channel as { fd?: number } | undefined)?.fd ?? null;
     loop = new PacketLoop({ tunFd, socket, channelFd, counters, log });
     loop.start(fast);

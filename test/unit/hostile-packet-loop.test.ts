@@ -1,7 +1,7 @@
 // Hostile and unusual input against the dataplane worker's packet loop and
-// UDP socket on loopback: empty and maximum-size datagrams, oversized and
-// empty sends in a batch, ICMP errors, many sources, a destination with port
-// 0, and the order of a batch when some datagrams cannot be segmented.
+// UDP socket on loopback. Cases: empty and maximum-size datagrams, oversized
+// and empty sends in a batch, ICMP errors, many sources, a destination with
+// port 0, and the order of a batch when some datagrams cannot be segmented.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import dgram from "node:dgram";

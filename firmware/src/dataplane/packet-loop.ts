@@ -18,6 +18,7 @@ import { Source } from "../transport/path.js";
 import { Counters } from "../util/counters.js";
 import { EAGAIN, EINTR, Libc, POLLFD_BYTES, POLLIN, POLLOUT, errno, errnoName, libc, readCShort, writeCInt, writeCShort } from "../util/libc.js";
 import { Logger, RateLimitedLog } from "../util/log.js";
+import { tunWriteDropReason } from "../node/tun.js";
 import { FastPath } from "./fast-path.js";
 import { DataplaneUdpSocket } from "./udp-socket.js";
 
@@ -161,7 +162,7 @@ export class PacketLoop {
     let code: number;
     try {
       code = socket.sendSegments(this.segments, used, this.segmentBytes, to);
-      if (code === EAGAIN && this.calls.poll(this.sendWait, 1, SEND_WAIT_MS) > 0) code = socket.sendSegments(this.segments, used, this.segmentBytes, to);
+      if (code === EAGAIN && this.waitForRoom()) code = socket.sendSegments(this.segments, used, this.segmentBytes, to);
     } catch (err) {
       this.options.counters.add("send.errors", count);
       this.dropLog.warn("send:invalid", { err, to, datagrams: count }, "UDP send failed");
@@ -204,7 +205,7 @@ export class PacketLoop {
     let code: number;
     try {
       code = this.options.socket.send(datagram, to);
-      if (code === EAGAIN && this.calls.poll(this.sendWait, 1, SEND_WAIT_MS) > 0) code = this.options.socket.send(datagram, to);
+      if (code === EAGAIN && this.waitForRoom()) code = this.options.socket.send(datagram, to);
     } catch (err) {
       this.options.counters.add("send.errors");
       this.dropLog.warn("send:invalid", { err, to }, "UDP send failed");
@@ -215,6 +216,11 @@ export class PacketLoop {
     this.options.counters.add(code === EAGAIN ? "send.drop.buffer_full" : "send.errors");
     this.dropLog.warn(`send:${name}`, { code: name, to }, "UDP send failed");
     return false;
+  }
+
+  /** Waits up to SEND_WAIT_MS for room in the socket's send buffer; returns true when there is room. */
+  private waitForRoom(): boolean {
+    return this.calls.poll(this.sendWait, 1, SEND_WAIT_MS) > 0;
   }
 
   /** Writes one IP packet to the TUN device. */
@@ -229,15 +235,14 @@ export class PacketLoop {
       return;
     }
     // A TUN write takes the whole packet or fails.
-    const reason = written >= 0 ? "short_write" : tunWriteDropReason(errno());
+    const reason = written >= 0 ? "short_write" : tunWriteDropReason(errnoName(errno()));
     counters.add(`tun.tx.drop.${reason}`);
     this.dropLog.warn(`tx.${reason}`, { reason }, "packet not written to the TUN device");
   }
 
   private readonly run = (): void => {
     if (this.stopped) return;
-    const started = Date.now();
-    this.sliceEndsMs = started + SLICE_MS;
+    this.sliceEndsMs = Date.now() + SLICE_MS;
     this.yieldRequested = false;
     for (;;) {
       writeCShort(this.pollfds, this.tunFd === null ? 0 : POLLIN, TUN_SLOT * POLLFD_BYTES + 4);
@@ -259,7 +264,7 @@ export class PacketLoop {
         this.batching = false;
         this.flushSegments();
       }
-      if (this.revents(CHANNEL_SLOT) !== 0 || this.yieldRequested || Date.now() - started >= SLICE_MS) break;
+      if (this.revents(CHANNEL_SLOT) !== 0 || this.yieldRequested || Date.now() >= this.sliceEndsMs) break;
     }
     setImmediate(this.run);
   };
@@ -332,11 +337,4 @@ export class PacketLoop {
   }
 }
 
-/** Names the drop reason of a failed TUN write. */
-function tunWriteDropReason(code: number): string {
-  if (code === EAGAIN) return "eagain";
-  // The driver rejects a packet whose first nibble is neither 4 nor 6.
-  if (errnoName(code) === "EINVAL") return "invalid";
-  return "error";
-}
 

@@ -18,10 +18,12 @@ import {
   IPV6_V6ONLY,
   Libc,
   MessageHeader,
+  SOCKADDR_IN_BYTES,
   SOCK_CLOEXEC,
   SOL_UDP,
   UDP_SEGMENT,
   cInt,
+  encodeSockaddrIn,
   errno,
   errnoName,
   libc,
@@ -40,7 +42,6 @@ export const SOCKET_BUFFER_BYTES = 4 * 1024 * 1024;
 // struct sockaddr_in6 is 28 bytes: family, port, flow info, address, scope
 // id. struct sockaddr_in is 16: family, port, address, padding.
 const SOCKADDR_IN6_BYTES = 28;
-const SOCKADDR_IN_BYTES = 16;
 const IPV4_MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
 
 /** A failed socket call; `code` is the errno name ("EADDRINUSE", "EAFNOSUPPORT", ...). */
@@ -146,10 +147,10 @@ export class DataplaneUdpSocket {
   /**
    * Sends the first `length` bytes of `buffer` as datagrams of
    * `segmentBytes` each (the last may be shorter) to one destination, in one
-   * sendmsg(2) with UDP_SEGMENT: the kernel splits them as late as it can, so
+   * sendmsg(2) with UDP_SEGMENT. The kernel splits them as late as it can, so
    * the stack and any forwarding in between handle the batch once. Returns 0
-   * or the errno; EIO or EINVAL means the kernel or the outgoing device cannot
-   * segment, and the caller sends the datagrams one by one.
+   * or the errno: EMSGSIZE when a segment exceeds the route's MTU, EIO when
+   * the kernel or the outgoing device cannot segment.
    */
   sendSegments(buffer: Buffer, length: number, segmentBytes: number, to: Endpoint): number {
     const destination = this.destination(to);
@@ -205,11 +206,7 @@ export class DataplaneUdpSocket {
     const v4 = !to.address.includes(":");
     if (!this.dualStack) {
       if (!v4) throw new UdpSocketError("EAFNOSUPPORT", `cannot send to ${to.address}: the socket is IPv4 only`);
-      const out = Buffer.alloc(SOCKADDR_IN_BYTES);
-      writeCShort(out, AF_INET, 0);
-      out.writeUInt16BE(to.port, 2);
-      ipv4ToBytes(to.address).copy(out, 4);
-      return out;
+      return encodeSockaddrIn(ipv4ToBytes(to.address), to.port);
     }
     const out = Buffer.alloc(SOCKADDR_IN6_BYTES);
     writeCShort(out, AF_INET6, 0);

@@ -1,7 +1,7 @@
 // The dataplane worker process (`cyphonic dataplane`, started by the daemon,
 // never by hand). It binds the daemon's UDP port, reads the TUN descriptor it
 // inherited, and runs the fast path in its packet loop; the daemon keeps the
-// keys and restarts this process when it dies or stops answering heartbeats.
+// keys and restarts this process when it dies or stops replying to heartbeats.
 import { describePath } from "../transport/path.js";
 import { Counters } from "../util/counters.js";
 import { F_GETFL, F_SETFL, errno, errnoName, libc, nonblockFlag } from "../util/libc.js";

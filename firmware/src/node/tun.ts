@@ -187,7 +187,7 @@ export class TunDevice extends EventEmitter {
     try {
       written = fs.writeSync(this.fd, packet, 0, packet.length);
     } catch (err) {
-      this.countTxDrop(txDropReason(err), err);
+      this.countTxDrop(tunWriteDropReason((err as NodeJS.ErrnoException).code), err);
       return false;
     }
     // A TUN write takes the whole packet or fails, so a short count is unexpected.
@@ -225,8 +225,9 @@ export class TunDevice extends EventEmitter {
   }
 }
 
-function txDropReason(err: unknown): string {
-  switch ((err as NodeJS.ErrnoException).code) {
+/** Returns the drop reason of a failed TUN write from its errno name ("EAGAIN", "EINVAL", ...). */
+export function tunWriteDropReason(code: string | undefined): string {
+  switch (code) {
     case "EAGAIN":
     case "EWOULDBLOCK":
       return "eagain";

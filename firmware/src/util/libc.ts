@@ -180,6 +180,21 @@ export function writeCShort(buffer: Buffer, value: number, offset: number): void
   else buffer.writeUInt16BE(value, offset);
 }
 
+/** Bytes of a struct sockaddr_in. */
+export const SOCKADDR_IN_BYTES = 16;
+
+/**
+ * Encodes a struct sockaddr_in: the family in host byte order, then the port
+ * and the address in network byte order, then 8 zero bytes.
+ */
+export function encodeSockaddrIn(address: Buffer, port: number): Buffer {
+  const sockaddr = Buffer.alloc(SOCKADDR_IN_BYTES);
+  writeCShort(sockaddr, AF_INET, 0);
+  sockaddr.writeUInt16BE(port, 2);
+  address.copy(sockaddr, 4);
+  return sockaddr;
+}
+
 /** Reads a sa_family_t (or another C short) in host byte order. */
 export function readCShort(buffer: Buffer, offset: number): number {
   return os.endianness() === "LE" ? buffer.readUInt16LE(offset) : buffer.readUInt16BE(offset);

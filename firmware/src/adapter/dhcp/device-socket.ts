@@ -8,10 +8,8 @@
 // descriptor (socket.bind({ fd })).
 import dgram from "node:dgram";
 import net from "node:net";
-import { ipv4ToNumber } from "../../protocol/endpoint.js";
-import { AF_INET, Libc, SOCK_CLOEXEC, cInt, errno, errnoName, libc, socketConstants, writeCShort } from "../../util/libc.js";
-
-const SOCKADDR_IN_BYTES = 16;
+import { ipv4ToBytes } from "../../protocol/endpoint.js";
+import { AF_INET, Libc, SOCKADDR_IN_BYTES, SOCK_CLOEXEC, cInt, encodeSockaddrIn, errno, errnoName, libc, socketConstants } from "../../util/libc.js";
 
 /** A failed socket call, with the errno name in `code` ("EADDRNOTAVAIL", "EPERM", ...). */
 export class DeviceSocketError extends Error {
@@ -44,7 +42,7 @@ export async function openDeviceSocket(interfaceName: string, address: string, p
     if (calls.setsockopt(fd, c.SOL_SOCKET, c.SO_BINDTODEVICE, name, name.length) !== 0) {
       throw socketError("setsockopt(SO_BINDTODEVICE)", `binding the socket to interface ${interfaceName}`);
     }
-    if (calls.bind(fd, sockaddrIn(address, port), SOCKADDR_IN_BYTES) !== 0) {
+    if (calls.bind(fd, encodeSockaddrIn(ipv4ToBytes(address), port), SOCKADDR_IN_BYTES) !== 0) {
       throw socketError("bind()", `binding ${address}:${port} on ${interfaceName}`);
     }
   } catch (err) {
@@ -58,15 +56,6 @@ export async function openDeviceSocket(interfaceName: string, address: string, p
 function setIntOption(calls: Libc, fd: number, level: number, name: number, label: string, interfaceName: string): void {
   const enabled = cInt(1);
   if (calls.setsockopt(fd, level, name, enabled, enabled.length) !== 0) throw socketError(`setsockopt(${label})`, `setting up the socket on ${interfaceName}`);
-}
-
-/** struct sockaddr_in: family in host byte order, then port and address in network byte order, then 8 zero bytes. */
-function sockaddrIn(address: string, port: number): Buffer {
-  const sockaddr = Buffer.alloc(SOCKADDR_IN_BYTES);
-  writeCShort(sockaddr, AF_INET, 0);
-  sockaddr.writeUInt16BE(port, 2);
-  sockaddr.writeUInt32BE(ipv4ToNumber(address), 4);
-  return sockaddr;
 }
 
 function wrapDescriptor(fd: number, calls: Libc): Promise<dgram.Socket> {

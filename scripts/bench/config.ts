@@ -58,13 +58,17 @@ export interface BenchConfig {
   /** Phases to run, all by default. */
   phases: Set<Phase>;
   /** Systems the paths phase measures, by id; all when empty. */
-  systems: Set<string>;
+  systems: Set<SystemId>;
   /** Directory that receives benchmarks.md and benchmarks.png. */
   docsDir: string;
 }
 
 export const PHASES = ["paths", "memory", "cloud"] as const;
 export type Phase = (typeof PHASES)[number];
+
+/** The systems under test, in the order of their case letters (a) to (e). */
+export const SYSTEM_IDS = ["plain", "wireguard-go", "nebula-aes", "nebula-chacha", "cyphonic-node", "cyphonic-adapter"] as const;
+export type SystemId = (typeof SYSTEM_IDS)[number];
 
 const FULL: Omit<BenchConfig, "quick" | "prefix" | "phases" | "systems" | "docsDir"> = {
   rounds: 3,
@@ -113,7 +117,11 @@ export function loadConfig(env: NodeJS.ProcessEnv, repoRoot: string): BenchConfi
     if (!(PHASES as readonly string[]).includes(name)) throw new Error(`invalid BENCH_PHASES entry "${name}": expected ${PHASES.join(", ")}`);
     phases.add(name as Phase);
   }
-  const systems = new Set((env.BENCH_SYSTEMS ?? "").split(",").map((s) => s.trim()).filter(Boolean));
+  const systems = new Set<SystemId>();
+  for (const id of (env.BENCH_SYSTEMS ?? "").split(",").map((s) => s.trim()).filter(Boolean)) {
+    if (!(SYSTEM_IDS as readonly string[]).includes(id)) throw new Error(`invalid BENCH_SYSTEMS entry "${id}": expected ${SYSTEM_IDS.join(", ")}`);
+    systems.add(id as SystemId);
+  }
   return { ...base, quick, prefix, phases, systems, docsDir: env.BENCH_DOCS_DIR ?? `${repoRoot}/docs` };
 }
 

@@ -2,7 +2,7 @@
 // work directory and rendered into docs/benchmarks.md by report.ts.
 import type { BenchConfig } from "./config.js";
 import type { CapacityResult, PingResult, TcpResult, UdpResult } from "./measure.js";
-import type { SystemId } from "./systems.js";
+import type { SystemId } from "./config.js";
 
 export interface SystemRecord {
   id: SystemId;

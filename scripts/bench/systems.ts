@@ -8,11 +8,11 @@
 // in one namespace, because both route the overlay prefix into their own
 // TUN device, so they take turns on the adapter host.
 import path from "node:path";
+import type { SystemId } from "./config.js";
 import { BenchLab, delay } from "./lab.js";
 import { BenchOverlay, RunningDaemon, writeUdhcpcScript } from "./overlay.js";
 import { TunnelEnds, startNebula, startWireguard } from "./tunnels.js";
 
-export type SystemId = "plain" | "wireguard-go" | "nebula-aes" | "nebula-chacha" | "cyphonic-node" | "cyphonic-adapter";
 
 export interface SystemUnderTest {
   id: SystemId;

@@ -119,6 +119,7 @@ export function libc(): Libc {
     msg_controllen: "size_t",
     msg_flags: "int",
   });
+
   // Buffers go to `void *` parameters as pointers to their own bytes, so
   // the kernel writes straight into the caller's buffer.
   loaded = {
